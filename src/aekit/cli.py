@@ -1,0 +1,61 @@
+"""The ``aekit`` command. Parsing and file writing live here and in ``aekit.commands``; nothing deeper.
+
+Each module in ``aekit.commands`` adds its subcommands through ``add_commands(subparsers)``; this file
+finds them, so a new command group is one new file. Heavy libraries (torch, Lightning) are imported inside
+the handlers, which keeps ``aekit --help`` and argument errors fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__
+from .errors import AekitError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import commands
+
+    parser = argparse.ArgumentParser(
+        prog="aekit",
+        description="Train, evaluate and explore autoencoders. `aekit COMMAND --help` for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"aekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = [importlib.import_module(f"{commands.__name__}.{m.name}") for m in pkgutil.iter_modules(commands.__path__)
+               if not m.name.startswith("_")]
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+        return int(result or 0)
+    except AekitError as exc:
+        if args.debug:
+            raise
+        print(f"aekit: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        if args.debug:
+            raise
+        print(f"aekit: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

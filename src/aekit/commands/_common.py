@@ -1,0 +1,100 @@
+"""Helpers shared by the command modules: option parsers, run loading, printing, output paths."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'512,256' -> (512, 256); '' -> ()."""
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 512,256, got {text!r}") from None
+
+
+def size(text: str) -> tuple[int, int]:
+    """'32' -> (32, 32); '32x28' -> (32, 28)."""
+    try:
+        parts = [int(t) for t in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H or HxW like 32 or 32x28, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected H or HxW like 32 or 32x28, got {text!r}")
+    return parts[0], parts[1]
+
+
+def shape3(text: str) -> tuple[int, int, int]:
+    """'1x28x28' or '1,28,28' -> (1, 28, 28)."""
+    try:
+        parts = tuple(int(t) for t in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected C x H x W like 1x28x28, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def add_data_options(p: argparse.ArgumentParser, required: bool = False, suppress: bool = True) -> None:
+    """Options of aekit.data.load_data. With ``suppress``, options not given stay absent from the namespace."""
+    d = argparse.SUPPRESS if suppress else None
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=required, default=d, metavar="SPEC",
+                   help="mnist | fashion-mnist | quickdraw:cat,dog | digits | PATH (image folder, .npy, .npz, .csv)")
+    g.add_argument("--data-dir", default=d, help="where datasets are found and cached (env AEKIT_DATA, default ~/.cache/aekit)")
+    g.add_argument("--val-fraction", type=float, default=d, help="part of train held out for validation (default 0.1)")
+    g.add_argument("--image-size", type=size, default=d, metavar="H[xW]", help="resize images")
+    g.add_argument("--channels", type=int, choices=(1, 3), default=d, help="convert to 1 or 3 channels")
+    g.add_argument("--max-per-class", type=int, default=d, metavar="N", help="subsample each class (quickdraw)")
+    g.add_argument("--shape", type=shape3, default=d, metavar="CxHxW", help="shape of flat N x D arrays")
+    g.add_argument("--max-train-samples", type=int, default=d, metavar="N", help="train on a seeded subset")
+    g.add_argument("--download", action="store_true", default=d, help="download mnist/fashion-mnist when missing")
+
+
+DATA_KEYS = ("data_dir", "val_fraction", "image_size", "channels", "max_per_class", "shape", "max_train_samples", "download")
+
+
+def load_run(path: str):
+    from ..train import load_run as _load
+
+    return _load(path)
+
+
+def print_metrics(metrics: dict[str, Any], title: str | None = None) -> None:
+    if title:
+        print(title)
+    width = max((len(k) for k in metrics), default=0)
+    for k, v in metrics.items():
+        print(f"  {k:<{width}}  {v:.6g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    from ..train.runs import write_json as _w
+
+    _w(Path(path), obj)
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        values = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

@@ -1,0 +1,135 @@
+"""ImageData (uint8 images + labels + splits), the per-batch float conversion, and seeded splits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from aekit.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1] (done per batch: the data set itself stays uint8, 4x smaller)."""
+    return x.to(torch.float32).div_(255.0)
+
+
+@dataclass
+class ImageData:
+    """A loaded data set: uint8 images (N, C, H, W), int64 labels (-1 = unknown) and index splits."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    splits: dict[str, torch.Tensor]
+    name: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def _index(self, split: str) -> torch.Tensor | None:
+        if split == "all":
+            return None
+        if split not in self.splits:
+            known = ", ".join([*self.splits, "all"])
+            raise DataError(f"unknown split {split!r} of data set {self.name!r}; use one of: {known}")
+        return self.splits[split]
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 images, labels) of one split; "all" is the whole data set."""
+        idx = self._index(name)
+        if idx is None:
+            return self.images, self.labels
+        return self.images[idx], self.labels[idx]
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x float32 (B, C, H, W) in [0, 1], y int64 (B,)).
+
+        One index gather per batch: a per-sample __getitem__ + collate costs more than a small model's step.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        idx = self._index(split)
+        if idx is None:
+            idx = torch.arange(len(self))
+        if shuffle:
+            idx = idx[torch.randperm(len(idx), generator=generator)]
+        n = len(idx)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            b = idx[start : start + batch_size]  # (B,)
+            yield to_float(self.images[b]), self.labels[b]
+
+    def describe(self) -> dict:
+        """JSON-able summary: name, shape, size of each split, classes."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "n": len(self),
+            "splits": {k: int(len(v)) for k, v in self.splits.items()},
+            "n_classes": len(self.class_names),
+            "class_names": list(self.class_names),
+        }
+
+
+@dataclass
+class Raw:
+    """What a source hands to load_data: uint8 (N, C, H, W) array (maybe a memmap), labels, and
+    the indices of the source's own test split (None when it has none)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+    test: np.ndarray | None = None
+
+
+def seeded_rng(seed: int, stream: int) -> np.random.Generator:
+    # One independent stream per purpose, so e.g. max_train_samples never changes which samples are val.
+    return np.random.default_rng([stream, seed])
+
+
+def make_splits(
+    n: int, test: np.ndarray | None, val_fraction: float, seed: int, max_train_samples: int | None
+) -> dict[str, np.ndarray]:
+    """Sorted, disjoint train/val/test indices, identical for the same arguments.
+
+    The source's own test split is kept; otherwise `val_fraction` of everything becomes test. Val is
+    `val_fraction` of the train pool (or of everything, for a source without test): 0.1 gives 80/10/10.
+    """
+    rng = seeded_rng(seed, 1)
+    if test is None:
+        perm = rng.permutation(n)
+        n_test = int(round(val_fraction * n))
+        n_val = n_test
+        test_idx, val_idx, train_idx = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
+    else:
+        test_idx = np.asarray(test, dtype=np.int64)
+        pool = np.setdiff1d(np.arange(n), test_idx)
+        perm = rng.permutation(pool)
+        n_val = int(round(val_fraction * len(pool)))
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if len(train_idx) == 0:
+        raise DataError(
+            f"the train split is empty ({n} samples, val_fraction={val_fraction}); "
+            "use a smaller val_fraction or more data"
+        )
+    if max_train_samples is not None and max_train_samples < len(train_idx):
+        train_idx = seeded_rng(seed, 2).choice(train_idx, size=max_train_samples, replace=False)
+    # Sorted indices read a memory-mapped file front to back instead of seeking around it.
+    return {k: np.sort(v).astype(np.int64) for k, v in (("train", train_idx), ("val", val_idx), ("test", test_idx))}

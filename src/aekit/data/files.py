@@ -1,0 +1,62 @@
+"""File plumbing shared by the sources: checksums, atomic writes, verified downloads."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from aekit.errors import DataError
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `dest`; on success it is renamed onto `dest`, on failure removed,
+    so a reader never sees a half-written file."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def download(url: str, dest: Path, sha256: str | None, *, timeout: float = 60.0) -> Path:
+    """Fetch `url` to `dest`, checking its sha256 before the file appears under its final name."""
+    if not url.startswith(("http://", "https://")):
+        raise DataError(f"refusing to download {url!r}: only http(s) URLs are supported")
+    with atomic_path(dest) as tmp:
+        h = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+                while chunk := r.read(_CHUNK):
+                    h.update(chunk)
+                    f.write(chunk)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise DataError(f"could not download {url}: {reason}; check the network or put {dest.name} in {dest.parent} by hand") from None
+        if sha256 is not None and h.hexdigest() != sha256:
+            raise DataError(
+                f"downloaded {url} has sha256 {h.hexdigest()}, expected {sha256}; the mirror serves a different "
+                "file: try again later or place a verified copy by hand"
+            )
+    return dest

@@ -1,0 +1,22 @@
+"""Typed errors. Library code raises these with a message that says what was wrong and what to do;
+the CLI prints the message as one line on stderr and exits with code 2."""
+
+
+class AekitError(Exception):
+    """Base class of every error aekit raises on purpose (bad input, not a bug)."""
+
+
+class DataError(AekitError, ValueError):
+    """A dataset could not be found, read or trusted."""
+
+
+class ConfigError(AekitError, ValueError):
+    """A model, training or command option is invalid."""
+
+
+class RunError(AekitError):
+    """A run folder is missing, incomplete, damaged or belongs to something else."""
+
+
+class NoPriorError(AekitError):
+    """The model has no prior to sample from (a plain autoencoder)."""

@@ -1,0 +1,6 @@
+"""Autoencoder models. Importing this package registers every model family."""
+
+from . import ae, vae  # noqa: F401  (registration side effect)
+from .base import Autoencoder, ModelConfig, Output
+
+__all__ = ["Autoencoder", "ModelConfig", "Output"]

@@ -1,0 +1,82 @@
+"""The model registry: one decorator fills it, everything else looks models up by name here.
+
+A registered name is a model class plus preset config values (``beta-vae`` is ``VAE`` with ``beta=4``), so a
+variant is never a copy of a class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    cls: type
+    description: str
+    presets: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, **overrides: Any):
+        """The preset config with ``overrides`` applied; unknown fields are a ConfigError."""
+        fields = {f.name for f in dataclasses.fields(self.cls.Config)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ConfigError(f"model {self.name!r} has no option(s) {', '.join(unknown)}")
+        return self.cls.Config.from_dict({**self.presets, **overrides})
+
+
+MODELS: dict[str, Entry] = {}
+
+
+def register(name: str, description: str, **presets: Any) -> Callable[[type], type]:
+    def deco(cls: type) -> type:
+        if name in MODELS:
+            raise RuntimeError(f"model {name!r} registered twice")
+        MODELS[name] = Entry(name, cls, description, presets)
+        return cls
+
+    return deco
+
+
+def _load() -> None:
+    from . import models  # noqa: F401  (registers the built-in families)
+
+
+def get(name: str) -> Entry:
+    _load()
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))} (see `aekit models`)")
+    return MODELS[name]
+
+
+def list_models() -> dict[str, str]:
+    """name -> one-line description, in registration order."""
+    _load()
+    return {name: e.description for name, e in MODELS.items()}
+
+
+def build_model(name: str, config=None, **overrides: Any):
+    """Build a registered model from its preset, a config object, or overrides of the preset."""
+    entry = get(name)
+    cfg = config if config is not None else entry.config(**overrides)
+    model = entry.cls(cfg)
+    model.name = name
+    return model
+
+
+def model_from_dict(spec: dict[str, Any]):
+    """Inverse of :func:`model_to_dict` (``{"name": ..., "config": {...}}``)."""
+    try:
+        name, values = spec["name"], spec["config"]
+    except (KeyError, TypeError):
+        raise ConfigError("model spec needs 'name' and 'config'") from None
+    entry = get(name)
+    return build_model(name, entry.cls.Config.from_dict(values))
+
+
+def model_to_dict(model) -> dict[str, Any]:
+    return {"name": model.name, "config": model.config.to_dict()}

@@ -1,0 +1,156 @@
+"""Run folders: write and read ``config.json``, ``model.safetensors`` and ``metrics.csv``.
+
+A run folder is self-describing: ``config.json`` names the model and its config, the data spec and shape,
+the training options and the versions that made it; the weights are safetensors (never a pickle).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, RunError
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+METRICS = "metrics.csv"
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import torch
+
+    from .. import __version__
+
+    return {"aekit": __version__, "torch": torch.__version__, "lightning": lightning.__version__}
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run folder {run_dir} does not exist; train one with `aekit train --out {run_dir}`")
+    path = run_dir / CONFIG
+    if not path.exists():
+        raise RunError(f"{path} is missing: {run_dir} is not an aekit run folder")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
+    if not isinstance(cfg, dict) or "model" not in cfg or "data" not in cfg:
+        raise RunError(f"{path} lacks the 'model' and 'data' sections of an aekit run")
+    if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
+        raise RunError(f"{run_dir} was written by a newer aekit (format {cfg['format_version']}); upgrade aekit")
+    return cfg
+
+
+def save_weights(model, path: Path) -> None:
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, save(state))
+
+
+def load_weights(model, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise RunError(f"{path} is missing: the run has not finished; resume it with `aekit train --out {path.parent} --resume`")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunError(f"{path} is damaged ({str(exc).splitlines()[0]}); retrain or export it again from checkpoints/best.ckpt") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()
+        raise RunError(f"{path} does not fit model {model.name!r}: {' '.join(first[:2])[:300]}") from None
+
+
+@dataclass
+class Run:
+    """A finished (or running) training run, loaded from its folder."""
+
+    path: Path
+    config: dict[str, Any]
+    model: Any = field(repr=False)
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]["name"]
+
+    def data(self, **overrides: Any):
+        """The dataset the run was trained on, split as in training (overrides e.g. ``data_dir``)."""
+        from ..data import load_data
+
+        d = self.config["data"]
+        opts = {k: d.get(k) for k in ("data_dir", "val_fraction", "seed", "image_size", "channels", "max_per_class", "shape", "max_train_samples")}
+        opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opts.items() if v is not None}
+        opts.update(overrides)
+        data = load_data(d["spec"], **opts)
+        if tuple(data.shape) != tuple(d["shape"]):
+            raise RunError(f"dataset {d['spec']!r} now has shape {data.shape}, the run was trained on {tuple(d['shape'])}")
+        return data
+
+    def metrics(self) -> list[dict[str, float]]:
+        return read_metrics(self.path / METRICS)
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Load a run folder: the model in eval mode with its best weights, and the config."""
+    from ..registry import model_from_dict
+
+    path = Path(path)
+    cfg = read_config(path)
+    try:
+        model = model_from_dict(cfg["model"])
+    except ConfigError as exc:
+        raise RunError(f"{path / CONFIG}: {exc}") from None
+    load_weights(model, path / WEIGHTS)
+    model.eval()
+    return Run(path=path, config=cfg, model=model)

@@ -1,0 +1,157 @@
+"""``train``: fit a model on an ImageData with Lightning and write the run folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, RunError
+from .config import TrainConfig
+from .runs import CONFIG, FORMAT_VERSION, METRICS, WEIGHTS, Run, read_config, read_metrics, save_weights, versions, write_csv, write_json
+
+
+def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int):
+    from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+    class EpochCSV(Callback):
+        """One row per epoch in ``metrics.csv``, rewritten atomically after every epoch, so a killed run keeps
+        every finished epoch; on resume, rows from epochs the checkpoint does not cover are dropped.
+        (Lightning's CSVLogger puts train and val on separate rows and flushes only every 100 steps.)"""
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.rows = [r for r in read_metrics(run_dir / METRICS) if r.get("epoch", 0) < trainer.current_epoch]
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            row = pl_module.epoch_metrics()
+            if trainer.is_global_zero:
+                self.rows.append({**row, "epoch": int(row["epoch"])})
+                write_csv(run_dir / METRICS, self.rows)
+
+    ckpt = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min", save_last=True,
+        save_on_train_epoch_end=True, enable_version_counter=False,
+    )
+    cbs = [EpochCSV(), ckpt]
+    if cfg.patience:
+        cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
+    if cfg.progress:
+        cbs.append(TQDMProgressBar(refresh_rate=max(1, n_batches // 25)))  # few redraws: each costs a step
+    return cbs, ckpt
+
+
+def _logger(run_dir: Path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+
+
+def prepare_run_dir(out: Path, resume: bool) -> Path | None:
+    """Check the folder; return the checkpoint to resume from (or None)."""
+    out = Path(out)
+    if resume:
+        read_config(out)
+        last = out / "checkpoints" / "last.ckpt"
+        if not last.exists():
+            raise RunError(f"nothing to resume in {out}: checkpoints/last.ckpt is missing")
+        return last
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} already exists; pass --resume to continue it, or choose another --out")
+    return None
+
+
+def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = False, data_options: dict[str, Any] | None = None) -> Run:
+    """Train ``model`` on ``data`` and write the run folder ``out``; returns the loaded best run.
+
+    ``data_options`` are the loader options (spec, val_fraction, ...) recorded so ``Run.data()`` can reload
+    the same splits. With ``resume``, training continues from ``out/checkpoints/last.ckpt`` up to
+    ``cfg.epochs`` epochs in all.
+    """
+    import lightning as L
+
+    from .loader import BatchLoader
+    from .module import LitAutoencoder
+    from ..registry import model_to_dict
+
+    out = Path(out)
+    ckpt_path = prepare_run_dir(out, resume)
+    if tuple(model.input_shape) != tuple(data.shape):
+        raise ConfigError(f"model input shape {model.input_shape} does not match the data's {data.shape}")
+    if len(data.splits["train"]) == 0:
+        raise ConfigError("the training split is empty")
+    if cfg.binarize != "none" and model.config.loss != "bce":
+        raise ConfigError("--binarize needs --loss bce (a Bernoulli likelihood)")
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # keep the console to the progress bar and results
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|num_workers|LeafSpec|isinstance\(treespec).*")
+
+    has_val = len(data.splits.get("val", [])) > 0
+    monitor = "val_loss" if has_val else "train_loss"
+    trainer_ref: dict[str, Any] = {}
+
+    def context() -> tuple[int, int, int]:
+        t = trainer_ref.get("t")
+        return (t.current_epoch, t.global_rank, t.world_size) if t is not None else (0, 0, 1)
+
+    train_loader = BatchLoader(data, "train", cfg.batch_size, shuffle=True, seed=cfg.seed, binarize=cfg.binarize, context=context)
+    val_loader = BatchLoader(data, "val", 512, shuffle=False, seed=cfg.seed,
+                             binarize="static" if cfg.binarize != "none" else "none", context=context) if has_val else None
+    callbacks, ckpt = _callbacks(out, cfg, monitor, len(train_loader))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        precision=cfg.precision, callbacks=callbacks, logger=_logger(out), default_root_dir=str(out),
+        enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=10**9, deterministic=True, use_distributed_sampler=False,
+    )
+    trainer_ref["t"] = trainer
+    lit = LitAutoencoder(model, cfg)
+
+    record: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        **{"versions": versions()},
+        "model": model_to_dict(model),
+        "data": {**(data_options or {"spec": data.name}), "shape": list(data.shape), "normalization": "uint8/255",
+                 "class_names": list(data.class_names), "sizes": {k: int(len(v)) for k, v in data.splits.items()}},
+        "train": cfg.to_dict(),
+        "status": "running",
+    }
+    if resume:
+        old = read_config(out)
+        if old["model"] != record["model"]:
+            raise RunError(f"{out} holds a {old['model']['name']!r} run with another config; resume it with the same model options")
+        record["result"] = old.get("result", {})
+    if trainer.is_global_zero:
+        write_json(out / CONFIG, record)
+
+    start = time.perf_counter()
+    trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    seconds = time.perf_counter() - start
+
+    if not trainer.is_global_zero:
+        return None  # rank 0 alone writes the folder
+    best = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    model.eval()
+    save_weights(model, out / WEIGHTS)
+    rows = read_metrics(out / METRICS)
+    best_score = ckpt.best_model_score
+    record["status"] = "finished"
+    record["result"] = {
+        "epochs_completed": len(rows),
+        "best_epoch": int(min(rows, key=lambda r: r.get(monitor, float("inf")))["epoch"]) if rows else None,
+        f"best_{monitor}": float(best_score) if best_score is not None else None,
+        "train_seconds": round(sum(r.get("seconds", 0.0) for r in rows), 2),
+        "wall_seconds_last_session": round(seconds, 2),
+    }
+    write_json(out / CONFIG, record)
+    return Run(path=out, config=record, model=model)
