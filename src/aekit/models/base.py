@@ -121,6 +121,9 @@ class Autoencoder(nn.Module):
             f"model {self.name!r} has no prior to sample from; use a VAE, or aekit.explore's fitted-Gaussian sampler"
         )
 
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        """Called by the trainer before each training epoch (schedules such as KL warm-up); no-op here."""
+
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         """Training-time input corruption (denoising autoencoders); identity in eval mode."""
         return self.noise(x) if self.training and self.noise.kind != "none" else x

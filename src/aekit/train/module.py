@@ -61,6 +61,7 @@ class LitAutoencoder(L.LightningModule):
         self._reset("val")
         self._cached = None
         self._epoch_start = time.perf_counter()
+        self.model.on_epoch_start(self.current_epoch, self.cfg.epochs)
 
     def on_validation_epoch_start(self) -> None:
         self._reset("val")
