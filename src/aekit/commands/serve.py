@@ -1,0 +1,70 @@
+"""serve: the latent explorer in the browser (FastAPI + uvicorn, imported only when it starts)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..errors import ConfigError
+
+ORDER = 40
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("serve", help="explore a run's latent space in the browser",
+                       description="Start a local web page with sliders over the code, the test-set latent map, "
+                                   "morphing, latent arithmetic and image upload. Binds 127.0.0.1 unless --host "
+                                   "says otherwise.")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
+    p.add_argument("--projection", choices=("pca", "tsne"), default="pca",
+                   help="map of codes wider than 2-D (computed once, cached in RUN/cache/)")
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="recompute the map, do not write RUN/cache/")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
+    from ..serve.app import create_app, is_loopback
+    from ..train import load_run
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    loopback = is_loopback(args.host)
+    # bind first: a busy port is reported before the (slower) precomputation, and port 0 gets a real number
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host.strip("[]"), args.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    port = sock.getsockname()[1]
+
+    run = load_run(args.run)
+    t0 = time.perf_counter()
+    hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None  # loopback: refuse DNS-rebinding hosts
+    app = create_app(run, projection=args.projection, use_cache=args.cache, allowed_hosts=hosts)
+    if not loopback:
+        print(f"aekit: warning: serving on {args.host}, not loopback: anyone who can reach this machine on port "
+              f"{port} can use the explorer", file=sys.stderr)
+    host = args.host.strip("[]")
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    print(f"explorer for {run.path} ({run.model_name}) ready in {time.perf_counter() - t0:.2f} s: {url}", flush=True)
+    print("press Ctrl+C to stop", flush=True)
+    if args.open:
+        import threading
+        import webbrowser
+
+        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0

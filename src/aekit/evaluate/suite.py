@@ -1,0 +1,136 @@
+"""``evaluate_metrics``: the metrics a user names (``aekit evaluate --metrics``), computed for one model on one
+data set; returns a flat JSON-able dict."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .metrics import METRICS, VAE_ONLY, parse_metrics
+
+
+def default_metrics(model) -> tuple[str, ...]:
+    """What `aekit evaluate` reports when no --metrics is given: the cheap ones that apply to the model."""
+    base = ("mse", "bce", "psnr", "ssim")
+    return (*base, "elbo", "kl", "active") if is_vae(model) else base
+
+
+def is_vae(model) -> bool:
+    return hasattr(model, "posterior") and hasattr(model, "log_importance_weights")
+
+
+@torch.no_grad()
+def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_samples: int = 5000,
+                     nll_samples: int | None = None, binarize: str = "none", batch_size: int = 500, seed: int = 0,
+                     max_samples: int | None = None, cache_dir: str | Path | None = None,
+                     max_probe_train: int | None = None) -> dict:
+    """Compute ``metrics`` (names from :data:`METRICS`, or a comma string) of ``model`` on ``data``'s ``split``.
+
+    - mse, bce, psnr, elbo (+ loss terms): :func:`aekit.evaluate.basic.evaluate`; ``binarize="static"`` scores
+      a seeded Bernoulli draw (likelihood numbers on binarised MNIST).
+    - nll: the IWAE bound with ``iwae_samples`` = K samples on the first ``nll_samples`` images (all if None).
+    - ssim: mean SSIM; kl: KL per code dimension and its sum; active: active units (Burda et al. 2016).
+    - fid: FID-classifier of decoded prior samples (VAEs) and of reconstructions against the split, and the
+      classifier's accuracy on reconstructions (``cache_dir`` keeps the classifier).
+    - probe, knn: accuracies on codes with all / 1000 / 100 training labels; pca: the PCA baseline of the same
+      code size (with probe/knn on PCA codes when those are asked for too).
+    """
+    from ..data import to_float
+    from .basic import evaluate
+    from .metrics import active_units, encode_all, kl_per_dim, posterior_stats, ssim_per_image
+
+    names = parse_metrics(metrics) if metrics is not None else default_metrics(model)
+    vae = is_vae(model)
+    wrong = [n for n in names if n in VAE_ONLY and not vae]
+    if wrong:
+        raise ConfigError(f"metric(s) {', '.join(wrong)} need a VAE (a posterior); {model.name!r} has none")
+    model.eval()
+    images, labels = data.split(split)
+    if max_samples is not None:
+        images, labels = images[:max_samples], labels[:max_samples]
+    if len(images) == 0:
+        raise ConfigError(f"split {split!r} is empty")
+    result: dict = {"split": split, "metrics": list(names)}
+
+    t0 = time.perf_counter()
+    codes = encode_all(model, images, batch_size)  # also the encode-speed figure
+    result["encode_img_per_s"] = len(images) / max(time.perf_counter() - t0, 1e-9)
+
+    if any(n in names for n in ("mse", "bce", "psnr", "elbo")):
+        base = evaluate(model, data, split, batch_size=batch_size, binarize=binarize, seed=seed, max_samples=max_samples)
+        if not vae or "elbo" not in names:
+            base.pop("elbo", None)
+        result.update(base)
+    if "nll" in names:
+        if iwae_samples < 1:
+            raise ConfigError(f"--iwae-samples must be >= 1 for nll, got {iwae_samples}")
+        n_nll = min(len(images), nll_samples) if nll_samples else len(images)
+        t0 = time.perf_counter()
+        nll = evaluate(model, data, split, iwae_samples=iwae_samples, binarize=binarize, seed=seed,
+                       batch_size=max(1, min(batch_size, 2**22 // max(iwae_samples, 1) + 1)), max_samples=n_nll)
+        result.update({"nll_iwae": nll["nll_iwae"], "iwae_samples": iwae_samples, "nll_n": n_nll,
+                       "nll_seconds": round(time.perf_counter() - t0, 2)})
+    result["binarize"] = binarize
+
+    if "ssim" in names:
+        device = next(model.parameters()).device
+        total = 0.0
+        for i in range(0, len(images), batch_size):
+            x = to_float(images[i : i + batch_size]).to(device)
+            total += float(ssim_per_image(model.reconstruct(x).float(), x.float()).sum())
+        result["ssim"] = total / len(images)
+    if "kl" in names or "active" in names:
+        mu, logvar = posterior_stats(model, images, batch_size)
+        if "kl" in names:
+            per_dim = kl_per_dim(mu, logvar)
+            result["kl"] = float(per_dim.sum())
+            result["kl_per_dim"] = [round(float(v), 5) for v in per_dim]
+        if "active" in names:
+            count, var = active_units(mu)
+            result["active_units"] = count
+            result["active_variance"] = [round(float(v), 5) for v in var]
+
+    if "fid" in names:
+        result.update(_fid(model, data, images, labels, batch_size, seed, cache_dir))
+
+    probes = tuple(n for n in ("probe", "knn") if n in names)
+    if probes or "pca" in names:
+        train_images, train_labels = data.split("train")
+        if max_probe_train is not None and len(train_images) > max_probe_train:
+            idx = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:max_probe_train]
+            train_images, train_labels = train_images[idx.sort().values], train_labels[idx.sort().values]
+    if probes:
+        from .probes import probe_scores
+
+        result.update(probe_scores(encode_all(model, train_images, batch_size).numpy(), train_labels.numpy(),
+                                   codes.numpy(), labels.numpy(), kinds=probes, seed=seed))
+    if "pca" in names:
+        from .pca import pca_baseline
+
+        result.update(pca_baseline(train_images.numpy(), images.numpy(), model.latent_dim, train_labels=train_labels.numpy(),
+                                   test_labels=labels.numpy(), probes=probes, seed=seed))
+    return result
+
+
+def _fid(model, data, images, labels, batch_size, seed, cache_dir) -> dict:
+    from ..data import to_float
+    from .fid import classifier_accuracy, feature_classifier, frechet_distance
+
+    net, info = feature_classifier(data, cache_dir)
+    device = next(model.parameters()).device
+    real = to_float(images)
+    recon = torch.cat([model.reconstruct(real[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(real), batch_size)])
+    out = {"fid_recon": frechet_distance(net, real, recon), "classifier_acc_recon": classifier_accuracy(net, recon, labels),
+           "classifier_acc_test": info["test_accuracy"]}
+    if getattr(model, "has_prior", False):
+        g = torch.Generator(device=device).manual_seed(seed)
+        samples = torch.cat([model.sample(min(batch_size, len(real) - i), generator=g).float().cpu()
+                             for i in range(0, len(real), batch_size)])
+        out["fid_samples"] = frechet_distance(net, real, samples)
+    return out
+
+
+__all__ = ["METRICS", "evaluate_metrics", "default_metrics", "is_vae"]

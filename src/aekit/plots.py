@@ -1,0 +1,265 @@
+"""Figures of the latent-space experiments. Each function takes arrays (from ``aekit.explore`` or the run
+folder) and returns a matplotlib ``Figure``; nothing here writes a file or touches pyplot's global state
+(figures are built with ``matplotlib.figure.Figure``, rendered by Agg in ``to_png``).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def to_png(fig, dpi: int = 80) -> bytes:
+    """PNG bytes of a figure (the caller decides where they go)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _hwc(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W) for grey or (H, W, 3) for colour, clipped to [0, 1] for imshow."""
+    img = np.clip(np.asarray(img, np.float32), 0.0, 1.0)
+    return img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
+
+
+def mosaic(images: np.ndarray, pad: int = 1) -> np.ndarray:
+    """(R, Q, C, H, W) -> one (R*(H+pad), Q*(W+pad)[, 3]) picture: one imshow instead of R*Q axes."""
+    r, q, c, h, w = images.shape
+    out = np.ones((c, r * (h + pad) - pad, q * (w + pad) - pad), np.float32)
+    for i in range(r):
+        for j in range(q):
+            out[:, i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = images[i, j]
+    return _hwc(out)
+
+
+def _imshow(ax, img, title: str | None = None, fontsize: int = 8) -> None:
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+
+
+def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str], titles: Sequence[Sequence[str]] | None = None,
+               suptitle: str | None = None):
+    """One row of images per entry of ``rows`` (each (Q, C, H, W)), labelled on the left."""
+    q = max(len(r) for r in rows)
+    fig = _figure(1.1 * q + 0.8, 1.25 * len(rows) + 0.4)
+    axes = np.asarray(fig.subplots(len(rows), q, squeeze=False))
+    for i, row in enumerate(rows):
+        for j in range(q):
+            ax = axes[i, j]
+            if j < len(row):
+                _imshow(ax, _hwc(row[j]), titles[i][j] if titles else None, 7)
+            else:
+                ax.axis("off")
+        axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def reconstruct(originals: np.ndarray, recons: np.ndarray, mse: np.ndarray, indices: Sequence[int]):
+    """Originals above, reconstructions below, per-image MSE in the titles."""
+    return image_rows([originals, recons], ["original", "reconstruction"],
+                      [[f"#{i}" for i in indices], [f"mse {m:.4f}" for m in mse]],
+                      f"reconstructions (mean mse {float(np.mean(mse)):.4f})")
+
+
+def _label_colors(labels: np.ndarray, class_names: Sequence[str]):
+    from matplotlib import colormaps
+
+    k = max(len(class_names), int(labels.max()) + 1 if len(labels) else 1, 1)
+    return colormaps["tab10" if k <= 10 else "tab20"].resampled(k), k
+
+
+def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], xlabel: str = "z[0]",
+                   ylabel: str = "z[1]", title: str = "latent space"):
+    """2-D scatter of codes coloured by label, with a colorbar (class index) and a legend (class names)."""
+    from matplotlib.colors import BoundaryNorm
+    from matplotlib.lines import Line2D
+
+    labels = np.asarray(labels)
+    fig = _figure(7.2, 5.6)
+    ax = fig.add_subplot()
+    known = labels >= 0
+    if (~known).any():
+        ax.scatter(points[~known, 0], points[~known, 1], s=4, c="0.6", alpha=0.6, label="unknown")
+    if known.any():
+        cmap, k = _label_colors(labels[known], class_names)
+        norm = BoundaryNorm(np.arange(k + 1) - 0.5, k)
+        sc = ax.scatter(points[known, 0], points[known, 1], s=4, c=labels[known], cmap=cmap, norm=norm, alpha=0.8)
+        fig.colorbar(sc, ax=ax, ticks=np.arange(k), label="class")
+        present = sorted(set(labels[known].tolist()))
+        names = [class_names[i] if i < len(class_names) else str(i) for i in present]
+        handles = [Line2D([], [], marker="o", ls="", color=cmap(norm(i)), label=n) for i, n in zip(present, names)]
+        ax.legend(handles=handles, fontsize=7, markerscale=1.2, loc="best", framealpha=0.7, ncols=2 if len(present) > 10 else 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def density(codes: np.ndarray, stats: dict[str, list[float]], max_panels: int = 16):
+    """Histogram of each code dimension (up to ``max_panels``) above a min/max/mean/std/skew table."""
+    d = codes.shape[1]
+    shown = min(d, max_panels)
+    cols = min(shown, 4)
+    rows = -(-shown // cols)
+    table_rows = min(d, 16)
+    fig = _figure(3.0 * cols, 2.1 * rows + 0.28 * table_rows + 0.8)
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[2.1] * rows + [0.28 * table_rows + 0.5])
+    for k in range(shown):
+        ax = fig.add_subplot(grid[k // cols, k % cols])
+        ax.hist(codes[:, k], bins=40, density=True, color="tab:blue", alpha=0.8)
+        ax.set_title(f"z[{k}]", fontsize=9)
+        ax.tick_params(labelsize=7)
+    ax = fig.add_subplot(grid[rows, :])
+    ax.axis("off")
+    keys = ("min", "max", "mean", "std", "skew")
+    cells = [[f"z[{k}]", *(f"{stats[key][k]:.3g}" for key in keys)] for k in range(table_rows)]
+    tab = ax.table(cellText=cells, colLabels=["dim", *keys], loc="center", cellLoc="right")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8)
+    fig.suptitle(f"code densities ({d} dims{'' if d == shown else f', first {shown} shown'})", fontsize=10)
+    return fig
+
+
+def slice3d(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], dims: Sequence[int]):
+    """3-D scatter of three chosen code dimensions coloured by label."""
+    labels = np.asarray(labels)
+    fig = _figure(6.4, 5.6)
+    ax = fig.add_subplot(projection="3d")
+    cmap, k = _label_colors(labels[labels >= 0] if (labels >= 0).any() else np.zeros(1, int), class_names)
+    colors = [cmap(int(v)) if v >= 0 else (0.6, 0.6, 0.6, 1.0) for v in labels]
+    ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=4, c=colors, depthshade=False)
+    ax.set_xlabel(f"z[{dims[0]}]")
+    ax.set_ylabel(f"z[{dims[1]}]")
+    ax.set_zlabel(f"z[{dims[2]}]")
+    ax.set_title(f"codes in dimensions {', '.join(map(str, dims))}", fontsize=10)
+    return fig
+
+
+def samples(panels: dict[str, np.ndarray], cols: int = 8):
+    """Side-by-side grids of decoded random codes, one panel per source (each (N, C, H, W))."""
+    fig = _figure(3.4 * len(panels), 3.7)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, imgs) in zip(axes, panels.items()):
+        n = len(imgs)
+        rows = -(-n // cols)
+        grid = np.ones((rows * cols, *imgs.shape[1:]), np.float32)
+        grid[:n] = imgs
+        _imshow(ax, mosaic(grid.reshape(rows, cols, *imgs.shape[1:])), title, 9)
+    return fig
+
+
+def manifold(images: np.ndarray, xs: np.ndarray, ys: np.ndarray, dims: Sequence[int]):
+    """Decoded grid (R, Q, C, H, W) over two dimensions; x values left to right, y values top (largest) down."""
+    r, q, _, h, w = images.shape
+    fig = _figure(min(0.55 * q + 1.2, 11), min(0.55 * r + 1.0, 11))
+    ax = fig.add_subplot()
+    ax.imshow(mosaic(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks((np.arange(q) * (w + 1) + w / 2), [f"{v:.2g}" for v in xs], fontsize=7, rotation=90)
+    ax.set_yticks((np.arange(r) * (h + 1) + h / 2), [f"{v:.2g}" for v in ys[::-1]], fontsize=7)
+    ax.set_xlabel(f"z[{dims[0]}]")
+    ax.set_ylabel(f"z[{dims[1]}]")
+    ax.set_title(f"decoded grid ({r} x {q})", fontsize=10)
+    return fig
+
+
+def interpolation(images: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = "linear"):
+    """The original a, the decoded path (S, C, H, W), the original b, in one row."""
+    row = np.concatenate([a[None], images, b[None]])
+    titles = ["a", *[f"{t:.2f}" for t in np.linspace(0, 1, len(images))], "b"]
+    return image_rows([row], [f"{mode}"], [titles], "interpolation between two test images (originals at the ends)")
+
+
+def arithmetic(inputs: np.ndarray, decoded: np.ndarray, result: np.ndarray, names: Sequence[str]):
+    """Top row: the three inputs a, b, c; bottom: their decodings and decode(z_a - z_b + z_c)."""
+    blank = np.ones_like(result)
+    return image_rows([np.concatenate([inputs, blank[None]]), np.concatenate([decoded, result[None]])],
+                      ["input", "decoded"], [list(names) + [""], ["dec a", "dec b", "dec c", "a - b + c"]],
+                      "latent arithmetic: a - b + c")
+
+
+def traverse(images: np.ndarray, values: np.ndarray, max_rows: int = 16):
+    """Rows = code dimensions, columns = the swept value (images (D, S, C, H, W), values (D, S))."""
+    d, s, _, h, w = images[:max_rows].shape
+    fig = _figure(min(0.6 * s + 1.4, 11), min(0.6 * d + 0.9, 12))
+    ax = fig.add_subplot()
+    ax.imshow(mosaic(images[:max_rows]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(np.arange(d) * (h + 1) + h / 2, [f"z[{k}] {values[k, 0]:.2g}..{values[k, -1]:.2g}" for k in range(d)],
+                  fontsize=7)
+    ax.set_xticks([])
+    ax.set_title("traversal: each row sweeps one dimension, the others at the mean code", fontsize=9)
+    return fig
+
+
+def max_traverse(mean_image: np.ndarray, images: np.ndarray, maxima: np.ndarray):
+    """The mean code's image, then the mean code with dimension k set to its maximum, for each k."""
+    row = np.concatenate([mean_image[None], images])
+    titles = ["mean", *[f"z[{k}]={m:.2g}" for k, m in enumerate(maxima)]]
+    per = 12
+    rows = [row[i : i + per] for i in range(0, len(row), per)]
+    return image_rows(rows, [""] * len(rows), [titles[i : i + per] for i in range(0, len(row), per)],
+                      "mean code with one dimension at its maximum")
+
+
+def denoise(result: dict[str, np.ndarray], noise: str):
+    """Rows: noisy input, model output, clean target; PSNR (dB) against the clean image in the titles."""
+    pn, po = result["psnr_noisy"], result["psnr_output"]
+    return image_rows([result["noisy"], result["output"], result["clean"]], ["noisy", "output", "clean"],
+                      [[f"{v:.1f} dB" for v in pn], [f"{v:.1f} dB" for v in po], [""] * len(pn)],
+                      f"denoising {noise}: PSNR noisy {pn.mean():.2f} dB -> output {po.mean():.2f} dB")
+
+
+def curves(rows: list[dict[str, float]]):
+    """Training and validation loss per epoch, and each loss term in its own panel."""
+    keys = [k[len("train_"):] for k in rows[0] if k.startswith("train_")] if rows else []
+    keys = ["loss", *[k for k in keys if k != "loss"]]
+    fig = _figure(3.4 * len(keys), 3.0)
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    for ax, key in zip(axes, keys):
+        for split, style in (("train", "-o"), ("val", "--s")):
+            pts = [(r["epoch"], r[f"{split}_{key}"]) for r in rows if f"{split}_{key}" in r]
+            if pts:
+                e, v = zip(*pts)
+                ax.plot(e, v, style, ms=3, label=split)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def defects(result: dict, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], probes=None):
+    """Left: the codes (2-D or projected) with the N(0, I) 1- and 2-sigma circles; right: the defect numbers."""
+    from matplotlib.patches import Circle
+
+    fig = _figure(10.5, 4.4)
+    ax, bx = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    labels = np.asarray(labels)
+    cmap, _ = _label_colors(labels[labels >= 0] if (labels >= 0).any() else np.zeros(1, int), class_names)
+    ax.scatter(points[:, 0], points[:, 1], s=3, c=[cmap(int(v)) if v >= 0 else "0.6" for v in labels])
+    for r in (1, 2):
+        ax.add_patch(Circle((0, 0), r, fill=False, ls="--", color="k", lw=0.8))
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title("codes and the N(0, I) circles (1, 2 sigma)", fontsize=9)
+    names = ["area ratio\n(log10)", "asymmetry\n(|mean|/std)", "mean |skew|", "gap\nfraction", "N(0,I) miss\nfraction"]
+    vals = [np.log10(result["area_ratio"]) if np.isfinite(result["area_ratio"]) else 0.0, result["asymmetry"],
+            result["mean_abs_skew"], result["gap_fraction"], result["normal_miss_fraction"]]
+    bars = bx.bar(range(len(vals)), vals, color=["tab:red", "tab:orange", "tab:olive", "tab:purple", "tab:gray"])
+    bx.bar_label(bars, [f"{v:.3g}" for v in vals], fontsize=8)
+    bx.set_xticks(range(len(vals)), names, fontsize=7)
+    bx.set_title("latent-space defects (lower is better)", fontsize=9)
+    return fig

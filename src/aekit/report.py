@@ -1,0 +1,84 @@
+"""A run as one self-contained HTML page: config, metrics, and the figures embedded as data URIs.
+
+Pure: ``build_report`` returns the HTML text; ``aekit report`` (aekit.commands.explore) makes the figures and
+writes the file. No script, no stylesheet or image is fetched: the page works offline and can be mailed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from typing import Any
+
+CAPTIONS = {
+    "curves": "Training and validation loss per epoch, and each loss term.",
+    "reconstruct": "Test images (top) and their reconstructions (bottom); per-image MSE in the titles.",
+    "latent": "Codes of the test set coloured by class (projected to 2-D when the code is wider).",
+    "density": "Distribution of each code dimension, with its min, max, mean, std and skew.",
+    "slice3d": "Three code dimensions in 3-D, coloured by class.",
+    "sample": "Decoded random codes: from the prior (VAE), or from N(0, I) and a Gaussian fitted to the training codes (AE).",
+    "manifold": "Decoded grid over two code dimensions, the others held at the mean code.",
+    "interpolate": "A walk in latent space between two test images (originals at the ends).",
+    "arithmetic": "Latent arithmetic: decode(z_a - z_b + z_c).",
+    "traverse": "Each row sweeps one code dimension across its observed range, the others at the mean code.",
+    "denoise": "Noisy input, model output and clean target, with PSNR against the clean image.",
+    "defects": "Latent-space defects: unequal class areas, asymmetry about the origin, gaps (lower is better).",
+}
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
+th{background:#f4f4f4}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
+figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
+"""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return html.escape(str(v))
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k, ''))}</td>" for k in keys) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def build_report(run, figures: dict[str, bytes] | None = None) -> str:
+    """HTML text of the report: summary, test metrics (RUN/eval.json when present), the config, metrics per
+    epoch, then each figure (name -> PNG bytes) with its one-line caption."""
+    cfg = run.config
+    model, data = cfg.get("model", {}), cfg.get("data", {})
+    title = f"aekit run {run.path.name}: {model.get('name', '?')} on {data.get('spec', '?')}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    latent = model.get("config", {}).get("latent_dim", "?")
+    parts.append(f"<p>latent dim {_fmt(latent)} &middot; input shape {_fmt(data.get('shape', '?'))} &middot; "
+                 f"figures: {len(figures or {})}</p>")
+    eval_path = run.path / "eval.json"
+    if eval_path.exists():
+        try:
+            ev = json.loads(eval_path.read_text())
+            parts.append("<h2>Test metrics</h2>" + _table([{k: v for k, v in ev.items() if not isinstance(v, (dict, list))}]))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            parts.append("<p>eval.json is damaged; run <code>aekit evaluate</code> again.</p>")
+    rows = run.metrics()
+    parts.append("<h2>Metrics per epoch</h2>" + _table(rows))
+    for name, png in (figures or {}).items():
+        caption = CAPTIONS.get(name, name)
+        parts.append(f"<h2>{html.escape(name)}</h2><figure><img alt='{html.escape(name)}' src='{data_uri(png)}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("<h2>Config</h2><pre>" + html.escape(json.dumps(cfg, indent=2)) + "</pre></body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,313 @@
+// aekit latent explorer: plain JS, no build step, no network beyond this server.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf"];
+const SHOWN_DIMS = 32; // sliders shown at once; the rest sit behind "more dimensions"
+
+let info = null;       // /api/info
+let points = null;     // /api/map
+let z = [];            // the sliders' code
+let sliders = [];      // [{input, output}]
+const marks = { current: null, upload: null, path: null, a: null, b: null };
+let sampleSeed = 1;
+
+function setStatus(text, isError = false) {
+  const s = $("#status");
+  s.textContent = text;
+  s.classList.toggle("error", isError);
+}
+
+async function api(path, options) {
+  const r = await fetch(path, options);
+  if (!r.ok) {
+    let msg = `${r.status} ${r.statusText}`;
+    try { msg = (await r.json()).detail || msg; } catch (e) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return r;
+}
+const postJSON = (path, body) =>
+  api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+// At most one request in flight; while it runs, newer values replace each other and only the latest is sent.
+function coalesced(fn) {
+  let pending = null, busy = false;
+  async function pump() {
+    busy = true;
+    while (pending !== null) {
+      const value = pending;
+      pending = null;
+      try { await fn(value); } catch (e) { setStatus(e.message, true); }
+    }
+    busy = false;
+  }
+  return (value) => { pending = value; if (!busy) pump(); };
+}
+
+async function drawBlob(canvas, blob) {
+  const bmp = await createImageBitmap(blob);
+  if (canvas.width !== bmp.width || canvas.height !== bmp.height) { canvas.width = bmp.width; canvas.height = bmp.height; }
+  canvas.getContext("2d").drawImage(bmp, 0, 0);
+  bmp.close();
+  canvas.dataset.version = String(Number(canvas.dataset.version) + 1); // tests wait on this
+}
+
+const colour = (k) => (k < 0 ? "#999" : k < PALETTE.length ? PALETTE[k] : `hsl(${(k * 137.5) % 360} 65% 45%)`);
+
+// ---------------------------------------------------------------------------------------- decoder
+const decodeToCanvas = coalesced(async (code) => {
+  const r = await postJSON("/api/decode", { z: code });
+  await drawBlob($("#decoded"), await r.blob());
+});
+
+function buildSliders() {
+  const d = info.latent_dim, lo = info.ranges.lo, hi = info.ranges.hi;
+  for (let i = 0; i < d; i++) {
+    const parent = i < SHOWN_DIMS ? $("#sliders") : $("#more-sliders");
+    const label = document.createElement("label");
+    label.textContent = `z${i}`;
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", min: lo[i], max: hi[i], step: (hi[i] - lo[i]) / 400, value: 0 });
+    input.id = `z${i}`;
+    label.htmlFor = input.id;
+    const output = document.createElement("output");
+    input.addEventListener("input", () => {
+      z[i] = Number(input.value);
+      output.textContent = z[i].toFixed(2);
+      decodeToCanvas(z.slice());
+      if (info.map_is_latent) { marks.current = z.slice(); drawMap(); }
+    });
+    parent.append(label, input, output);
+    sliders.push({ input, output });
+  }
+  $("#more").hidden = d <= SHOWN_DIMS;
+}
+
+function setCode(code, mapXY = null) {
+  z = code.map(Number);
+  sliders.forEach(({ input, output }, i) => { input.value = z[i]; output.textContent = z[i].toFixed(2); });
+  decodeToCanvas(z.slice());
+  marks.current = info.map_is_latent ? z.slice(0, 2) : mapXY;
+  drawMap();
+}
+
+async function resetToTest(i) {
+  const item = await (await api(`/api/test/${i}`)).json();
+  $("#original").src = `/api/test/${i}/image.png`;
+  $("#original-caption").textContent = `test #${i}: ${item.label_name}`;
+  setCode(item.z, item.xy);
+}
+
+async function randomSample() {
+  const { z: code } = await (await api(`/api/sample?seed=${sampleSeed++}`)).json();
+  setCode(code);
+}
+
+// -------------------------------------------------------------------------------------------- map
+const map = { canvas: null, base: null, bounds: null, pad: 16 };
+
+function toCanvas(x, y) {
+  const [x0, x1, y0, y1] = map.bounds, w = map.canvas.width - 2 * map.pad, h = map.canvas.height - 2 * map.pad;
+  return [map.pad + ((x - x0) / (x1 - x0 || 1)) * w, map.pad + (1 - (y - y0) / (y1 - y0 || 1)) * h];
+}
+function fromCanvas(px, py) {
+  const [x0, x1, y0, y1] = map.bounds, w = map.canvas.width - 2 * map.pad, h = map.canvas.height - 2 * map.pad;
+  return [x0 + ((px - map.pad) / w) * (x1 - x0), y0 + (1 - (py - map.pad) / h) * (y1 - y0)];
+}
+
+function buildMap() {
+  map.canvas = $("#map");
+  const [x0, x1, y0, y1] = points.bounds, mx = (x1 - x0) * 0.04, my = (y1 - y0) * 0.04;
+  map.bounds = [x0 - mx, x1 + mx, y0 - my, y1 + my];
+  map.base = document.createElement("canvas");
+  map.base.width = map.canvas.width;
+  map.base.height = map.canvas.height;
+  const ctx = map.base.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, map.base.width, map.base.height);
+  ctx.globalAlpha = 0.65;
+  for (let i = 0; i < points.x.length; i++) {
+    const [px, py] = toCanvas(points.x[i], points.y[i]);
+    ctx.fillStyle = colour(points.label[i]);
+    ctx.fillRect(px - 1.5, py - 1.5, 3, 3);
+  }
+  const legend = $("#legend");
+  const present = new Set(points.label);
+  info.class_names.forEach((name, k) => {
+    if (!present.has(k)) return;
+    const li = document.createElement("li");
+    li.innerHTML = `<i style="background:${colour(k)}"></i>`;
+    li.append(name);
+    legend.append(li);
+  });
+  drawMap();
+}
+
+function cross(ctx, xy, colourName, size = 7) {
+  if (!xy) return;
+  const [px, py] = toCanvas(xy[0], xy[1]);
+  ctx.strokeStyle = "#fff"; ctx.lineWidth = 4;
+  ctx.beginPath(); ctx.moveTo(px - size, py); ctx.lineTo(px + size, py); ctx.moveTo(px, py - size); ctx.lineTo(px, py + size); ctx.stroke();
+  ctx.strokeStyle = colourName; ctx.lineWidth = 2;
+  ctx.beginPath(); ctx.moveTo(px - size, py); ctx.lineTo(px + size, py); ctx.moveTo(px, py - size); ctx.lineTo(px, py + size); ctx.stroke();
+}
+
+function drawMap() {
+  if (!map.base) return;
+  const ctx = map.canvas.getContext("2d");
+  ctx.globalAlpha = 1;
+  ctx.drawImage(map.base, 0, 0);
+  if (marks.path) {
+    ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5; ctx.beginPath();
+    marks.path.forEach((p, i) => { const [px, py] = toCanvas(p[0], p[1]); i ? ctx.lineTo(px, py) : ctx.moveTo(px, py); });
+    ctx.stroke();
+  }
+  cross(ctx, marks.a, "#000"); cross(ctx, marks.b, "#555");
+  cross(ctx, marks.upload, "#d00", 9);
+  cross(ctx, marks.current, "#000", 10);
+}
+
+function nearest(x, y) {
+  let best = -1, bestD = Infinity;
+  for (let i = 0; i < points.x.length; i++) {
+    const d = (points.x[i] - x) ** 2 + (points.y[i] - y) ** 2;
+    if (d < bestD) { bestD = d; best = i; }
+  }
+  return best;
+}
+
+function eventXY(ev) {
+  const r = map.canvas.getBoundingClientRect();
+  return fromCanvas(((ev.clientX - r.left) / r.width) * map.canvas.width, ((ev.clientY - r.top) / r.height) * map.canvas.height);
+}
+
+// 2-D codes: the map IS the latent plane, so hover decodes the exact point (gaps show as blurry/odd images);
+// wider codes: hover shows the reconstruction of the nearest test image.
+const hoverDecode = coalesced(async ([x, y]) => {
+  const preview = $("#preview");
+  if (info.map_is_latent) {
+    const r = await postJSON("/api/decode", { z: [x, y] });
+    await drawBlob(preview, await r.blob());
+    $("#hover-info").textContent = `z = (${x.toFixed(2)}, ${y.toFixed(2)})`;
+  } else {
+    const i = nearest(x, y);
+    const r = await api(`/api/test/${i}/recon.png`);
+    await drawBlob(preview, await r.blob());
+    $("#hover-info").textContent = `test #${i} (${info.class_names[points.label[i]] ?? "?"}), reconstructed`;
+  }
+});
+
+async function mapClick(ev) {
+  const [x, y] = eventXY(ev);
+  const mode = document.querySelector("input[name=click]:checked").value;
+  const i = nearest(x, y);
+  if (mode === "a" || mode === "b") {
+    $(`#morph-${mode}`).value = i;
+    marks[mode] = [points.x[i], points.y[i]];
+    drawMap();
+    return;
+  }
+  if (info.map_is_latent) {
+    setCode([x, y]);
+  } else {
+    await resetToTest(i);
+  }
+}
+
+// ------------------------------------------------------------------------------ morph, arithmetic
+function image(src, title) {
+  const img = document.createElement("img");
+  img.src = src;
+  if (title) img.title = img.alt = title;
+  return img;
+}
+
+async function runMorph() {
+  const body = { a: Number($("#morph-a").value), b: Number($("#morph-b").value),
+                 steps: Number($("#morph-steps").value), mode: $("#morph-mode").value };
+  const out = await (await postJSON("/api/morph", body)).json();
+  const strip = $("#morph-strip");
+  strip.replaceChildren(...out.frames.map((src, k) => image(src, `step ${k + 1}`)));
+  strip.dataset.frames = String(out.frames.length);
+  marks.path = out.xy;
+  marks.a = out.xy[0]; marks.b = out.xy[out.xy.length - 1];
+  drawMap();
+}
+
+function operand(text) {
+  const t = text.trim();
+  return /^\d+$/.test(t) ? Number(t) : t;
+}
+
+async function runArithmetic() {
+  const body = { a: operand($("#arith-a").value), b: operand($("#arith-b").value), c: operand($("#arith-c").value) };
+  const out = await (await postJSON("/api/arithmetic", body)).json();
+  const [a, b, c] = out.inputs, op = (s) => Object.assign(document.createElement("span"), { className: "op", textContent: s });
+  $("#arith-out").replaceChildren(image(a.image, a.caption), op("−"), image(b.image, b.caption), op("+"),
+                                  image(c.image, c.caption), op("="), image(out.result.image, "result"));
+  setCode(out.result.z, out.result.xy);
+}
+
+// ----------------------------------------------------------------------------------------- upload
+async function upload(file) {
+  if (!file) return;
+  if (file.size > info.limits.max_upload_bytes) { setStatus(`${file.name} is over the 2 MB limit`, true); return; }
+  const form = new FormData();
+  form.append("file", file);
+  form.append("invert", $("#upload-invert").checked ? "true" : "false");
+  const out = await (await api("/api/upload", { method: "POST", body: form })).json();
+  $("#upload-out").replaceChildren(image(out.input, "input, converted like the training data"),
+                                   Object.assign(document.createElement("span"), { className: "op", textContent: "→" }),
+                                   image(out.recon, "reconstruction"));
+  $("#upload-info").textContent = `reconstruction error ${out.error.toFixed(4)} (MSE per pixel): higher than ` +
+    `${out.percentile.toFixed(1)}% of the test images (test median ${info.error.median.toFixed(4)})`;
+  marks.upload = out.xy;
+  setCode(out.z, out.xy);
+}
+
+// ------------------------------------------------------------------------------------------- start
+function guard(fn) {
+  return async (...args) => {
+    try { setStatus("…"); await fn(...args); setStatus(""); } catch (e) { setStatus(e.message, true); }
+  };
+}
+
+async function start() {
+  info = await (await api("/api/info")).json();
+  points = await (await api("/api/map")).json();
+  const [c, h, w] = info.shape;
+  $("#run-info").textContent = `${info.run}: ${info.model}, ${info.latent_dim}-D code, images ${c}×${h}×${w}`;
+  $("#map-kind").textContent = info.map_is_latent ? "(the 2-D code itself)" : `(${info.projection} of the ${info.latent_dim}-D codes)`;
+  $("#reset-index").max = $("#morph-a").max = $("#morph-b").max = info.n_points - 1;
+  if (!info.has_prior) {
+    $("#random").disabled = true;
+    $("#random").title = info.sample_note;
+    $("#sample-note").textContent = info.sample_note;
+    $("#sample-note").hidden = false;
+  }
+  buildSliders();
+  buildMap();
+
+  $("#reset").addEventListener("click", guard(() => resetToTest(Number($("#reset-index").value))));
+  $("#random").addEventListener("click", guard(randomSample));
+  map.canvas.addEventListener("mousemove", (ev) => hoverDecode(eventXY(ev)));
+  map.canvas.addEventListener("click", guard(mapClick));
+  $("#morph-steps").addEventListener("input", () => { $("#morph-steps-out").textContent = $("#morph-steps").value; });
+  $("#morph-run").addEventListener("click", guard(runMorph));
+  $("#arith-run").addEventListener("click", guard(runArithmetic));
+  const drop = $("#drop");
+  $("#upload-file").addEventListener("change", guard(() => upload($("#upload-file").files[0])));
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", guard(async (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    await upload(ev.dataTransfer.files[0]);
+  }));
+  await resetToTest(0);
+  document.body.dataset.ready = "1";
+}
+
+start().catch((e) => setStatus(e.message, true));
