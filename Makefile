@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 	$(BIN)/aekit demo --out runs/demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 clean-venv:
 	rm -rf $(VENV)

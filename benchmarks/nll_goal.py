@@ -48,10 +48,15 @@ def main(argv=None) -> int:
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--eval-n", type=int, default=1000, help="test images scored with IWAE-K (first N)")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; 1 on a shared machine (2 threads per process oversubscribe the cores: "
+                        "measured 10x slower steps with 5 jobs on 2 cores)")
     p.add_argument("--out", default="bench/nll-goal")
     args = p.parse_args(argv)
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from aekit import build_model, load_data
     from aekit.evaluate import evaluate
@@ -64,7 +69,7 @@ def main(argv=None) -> int:
     model = build_model("vae", input_shape=data.shape, latent_dim=args.latent_dim, hidden_dims=hidden,
                         activation=args.activation, iwae_k=args.iwae_k, kl_warmup=0)
     if args.epochs is None:
-        per_step = step_seconds(model, args.batch_size)
+        per_step = step_seconds(model, args.batch_size, steps=60)
         steps = -(-len(data.splits["train"]) // args.batch_size)
         per_epoch = per_step * steps * 1.15 + 0.5  # trainer + validation overhead, measured ~10-15 %
         epochs = max(1, int(args.minutes * 60 / per_epoch))
@@ -103,7 +108,7 @@ def main(argv=None) -> int:
     result = {
         "recipe": {"hidden_dims": hidden, "latent_dim": args.latent_dim, "batch_size": args.batch_size, "lr": args.lr,
                    "schedule": "cosine", "kl_warmup": warmup, "iwae_k": args.iwae_k, "activation": args.activation,
-                   "binarize": "dynamic", "epochs": epochs},
+                   "binarize": "dynamic", "epochs": epochs, "threads": args.threads},
         "train_seconds": train_s,
         "test_elbo": quick["elbo"], "test_nll_iwae100": quick["nll_iwae"],
         f"subset_nll_iwae{args.eval_k}": big["nll_iwae"], "subset_nll_iwae100": sub100["nll_iwae"],

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import aekit
+import aekit.registry
 from aekit.cli import main
 from aekit.registry import list_models
 from aekit.train.runs import read_metrics
@@ -114,8 +115,8 @@ def test_resume_after_kill_9_keeps_every_epoch(tmp_path, data_dir):
     """A real kill -9 in the middle of training, then --resume: the epochs in metrics.csv run 0..N-1 once each."""
     out = tmp_path / "killed"
     env = {**os.environ, "AEKIT_DATA": str(data_dir)}
-    proc = subprocess.Popen([AEKIT, "train", "--model", "deep-ae", "--dataset", "mnist", "--epochs", "200",
-                             "--max-train-samples", "3000", "--val-fraction", "0.02", "--patience", "0", "--out", str(out),
+    proc = subprocess.Popen([AEKIT, "train", "--model", "deep-ae", "--dataset", "digits", "--epochs", "1000",
+                             "--patience", "0", "--out", str(out),
                              "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(read_metrics(out / "metrics.csv")) < 2:
@@ -262,7 +263,7 @@ def test_damaged_or_foreign_run_folders(trained_run, tmp_path, capsys):
     foreign = tmp_path / "foreign"  # weights of a deep-ae under the config of a vae
     shutil.copytree(src, foreign)
     cfg = json.loads((foreign / "config.json").read_text())
-    cfg["model"] = {"name": "vae", "config": {**cfg["model"]["config"], "beta": 1.0}}
+    cfg["model"] = aekit.registry.model_to_dict(aekit.build_model("vae", input_shape=(1, 8, 8), latent_dim=2))
     (foreign / "config.json").write_text(json.dumps(cfg))
     code, _, err = run_cli(capsys, "summary", foreign)
     assert code == 2 and "does not fit model 'vae'" in err

@@ -187,9 +187,8 @@ def interpolation(images: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = 
 
 def arithmetic(inputs: np.ndarray, decoded: np.ndarray, result: np.ndarray, names: Sequence[str]):
     """Top row: the three inputs a, b, c; bottom: their decodings and decode(z_a - z_b + z_c)."""
-    blank = np.ones_like(result)
-    return image_rows([np.concatenate([inputs, blank[None]]), np.concatenate([decoded, result[None]])],
-                      ["input", "decoded"], [list(names) + [""], ["dec a", "dec b", "dec c", "a - b + c"]],
+    return image_rows([inputs, np.concatenate([decoded, result[None]])],
+                      ["input", "decoded"], [list(names), ["dec a", "dec b", "dec c", "a - b + c"]],
                       "latent arithmetic: a - b + c")
 
 

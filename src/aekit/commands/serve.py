@@ -35,6 +35,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     loopback = is_loopback(args.host)
+    if not loopback:
+        print(f"aekit: warning: --host {args.host} is not loopback: anyone who can reach this machine on that "
+              "address can use the explorer (there is no authentication)", file=sys.stderr, flush=True)
     # bind first: a busy port is reported before the (slower) precomputation, and port 0 gets a real number
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -50,9 +53,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None  # loopback: refuse DNS-rebinding hosts
     app = create_app(run, projection=args.projection, use_cache=args.cache, allowed_hosts=hosts)
-    if not loopback:
-        print(f"aekit: warning: serving on {args.host}, not loopback: anyone who can reach this machine on port "
-              f"{port} can use the explorer", file=sys.stderr)
     host = args.host.strip("[]")
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     print(f"explorer for {run.path} ({run.model_name}) ready in {time.perf_counter() - t0:.2f} s: {url}", flush=True)

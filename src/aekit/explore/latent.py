@@ -81,10 +81,13 @@ def project(codes, method: str = "pca", seed: int = 0) -> np.ndarray:
         return PCA(n_components=2, random_state=seed).fit_transform(codes).astype(np.float32)
     if method == "tsne":
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
 
         # perplexity must stay below N; 30 is scikit-learn's default for larger sets
         tsne = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed)
-        return tsne.fit_transform(codes).astype(np.float32)
+        # one OpenMP thread: on a shared or busy CPU, spinning OpenMP workers made it 10x slower (measured)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return tsne.fit_transform(codes).astype(np.float32)
     try:
         import umap  # optional extra: its numba compile costs ~45 s per process
     except ImportError:

@@ -6,7 +6,6 @@ their 2-D map and reconstruction errors are computed once and cached in ``RUN/ca
 size and mtime), so a restart is fast.
 """
 
-from __future__ import annotations
 
 import base64
 import io

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -54,9 +56,19 @@ def _logger(run_dir: Path):
     return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
 
 
+def _launched_rank() -> int:
+    """The global rank this process was started as (DDP children re-run the command with these set)."""
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        if int(os.environ.get(var, "0") or 0) > 0:
+            return 1
+    return 0
+
+
 def prepare_run_dir(out: Path, resume: bool) -> Path | None:
     """Check the folder; return the checkpoint to resume from (or None)."""
     out = Path(out)
+    if _launched_rank() > 0:  # rank 0 checked the folder and may already have written to it
+        return out / "checkpoints" / "last.ckpt" if resume else None
     if resume:
         read_config(out)
         last = out / "checkpoints" / "last.ckpt"
@@ -92,7 +104,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)  # keep the console to the progress bar and results
-    warnings.filterwarnings("ignore", message=r".*(does not have many workers|num_workers|LeafSpec|isinstance\(treespec).*")
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|num_workers|LeafSpec|isinstance\(treespec|Checkpoint directory .* exists and is not empty).*")
 
     has_val = len(data.splits.get("val", [])) > 0
     monitor = "val_loss" if has_val else "train_loss"
@@ -126,7 +138,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     }
     if resume:
         old = read_config(out)
-        if old["model"] != record["model"]:
+        if old["model"] != json.loads(json.dumps(record["model"])):
             raise RunError(f"{out} holds a {old['model']['name']!r} run with another config; resume it with the same model options")
         record["result"] = old.get("result", {})
     if trainer.is_global_zero:

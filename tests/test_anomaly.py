@@ -1,0 +1,114 @@
+"""AnomalyDetector (PyOD interface), the anomaly CLI and the one-class benchmark, on trained digits runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from aekit.anomaly import AnomalyDetector, anomaly_scores, auroc, benchmark_markdown
+from aekit.cli import main
+from aekit.errors import ConfigError, DataError
+from aekit.train import load_run
+
+
+def _odd_images(n: int, seed: int = 0) -> np.ndarray:
+    """Clearly anomalous 8x8 images: white backgrounds with dark noise (digits are dark with bright strokes)."""
+    return 255 - np.random.default_rng(seed).integers(0, 96, size=(n, 8, 8), dtype=np.uint8)
+
+
+def test_detector_pyod_interface(trained_run):
+    run = load_run(trained_run("ae", 2))
+    data = run.data()
+    train, _ = data.split("train")
+    det = AnomalyDetector(run, contamination=0.1).fit(train)
+    assert det.decision_scores_.shape == (len(train),)
+    assert det.threshold_ == pytest.approx(np.quantile(det.decision_scores_, 0.9))
+    assert det.labels_.mean() == pytest.approx(0.1, abs=0.01)  # contamination sets the flagged share on fit data
+    test, _ = data.split("test")
+    x = np.concatenate([test.numpy()[:, 0], _odd_images(50)])  # (N, H, W) uint8: real digits, then odd images
+    is_odd = np.r_[np.zeros(len(test)), np.ones(50)]
+    scores = det.decision_function(x)
+    assert auroc(scores, is_odd) > 0.9  # white images reconstruct far worse than digits
+    pred = det.predict(x)
+    assert set(np.unique(pred)) <= {0, 1} and pred[is_odd == 1].mean() > 0.9
+    proba = det.predict_proba(x)
+    assert proba.shape == (len(x), 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all() and (proba <= 1).all()
+    # floats in [0, 1] and torch-style (N, C, H, W) give the same scores as uint8
+    np.testing.assert_allclose(det.decision_function(x[:, None] / 255.0), scores, rtol=1e-5)
+    # the recon score is the per-image MSE of the reconstruction
+    import torch
+
+    xt = torch.from_numpy(x[:5, None]).float() / 255
+    with torch.no_grad():
+        ref = (run.model.reconstruct(xt) - xt).pow(2).flatten(1).mean(1).numpy()
+    np.testing.assert_allclose(scores[:5], ref, rtol=1e-5)
+
+
+def test_vae_likelihood_scores(trained_run):
+    run = load_run(trained_run("vae", 2))
+    test, _ = run.data().split("test")
+    elbo = anomaly_scores(run.model, test, "elbo", samples=1)
+    nll = anomaly_scores(run.model, test, "nll", samples=64)
+    assert np.isfinite(elbo).all() and np.isfinite(nll).all()
+    assert nll.mean() <= elbo.mean() + 1e-3  # the IWAE bound is tighter than the ELBO (Burda et al. 2016)
+    det = AnomalyDetector(run.path, score="nll", samples=16).fit(test)
+    assert auroc(det.decision_function(np.concatenate([test.numpy(), _odd_images(40)[:, None]])),
+                 np.r_[np.zeros(len(test)), np.ones(40)]) > 0.9
+
+
+def test_detector_errors(trained_run):
+    run = load_run(trained_run("ae", 2))
+    with pytest.raises(ConfigError, match="needs a VAE"):
+        AnomalyDetector(run, score="elbo")
+    with pytest.raises(ConfigError, match="contamination"):
+        AnomalyDetector(run, contamination=0.9)
+    det = AnomalyDetector(run)
+    with pytest.raises(ConfigError, match="not fitted"):
+        det.predict(_odd_images(3))
+    with pytest.raises(DataError, match="28x28 but the run was trained on 8x8"):
+        det.fit(np.zeros((4, 28, 28), np.uint8))
+    bad = np.full((4, 8, 8), 0.5)
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        det.fit(bad)
+    with pytest.raises(DataError, match="no images"):
+        det.fit(np.zeros((0, 8, 8), np.uint8))
+
+
+def test_anomaly_cli_writes_scores(trained_run, tmp_path):
+    path = trained_run("ae", 2)
+    out = tmp_path / "scores.csv"
+    assert main(["anomaly", str(path), "--out", str(out), "--contamination", "0.2", "--no-progress"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    run = load_run(path)
+    test, labels = run.data().split("test")
+    assert len(rows) == len(test) and [int(r["label"]) for r in rows] == labels.tolist()
+    scores = np.array([float(r["score"]) for r in rows])
+    np.testing.assert_allclose(scores, anomaly_scores(run.model, test), rtol=1e-4)
+    assert {r["is_anomaly"] for r in rows} <= {"0", "1"}
+    # data from a file: N x H x W odd images are flagged
+    np.save(tmp_path / "noise.npy", _odd_images(20))
+    assert main(["anomaly", str(path), "--data", str(tmp_path / "noise.npy"), "--split", "all",
+                 "--out", str(tmp_path / "n.csv"), "--no-progress"]) == 0
+    assert all(r["is_anomaly"] == "1" for r in csv.DictReader((tmp_path / "n.csv").open()))
+
+
+def test_one_class_bench_cli(tmp_path, data_dir):
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert main(["anomaly-bench", "--dataset", "digits", "--model", "ae", "--latent-dim", "4", "--epochs", "4",
+                 "--classes", "0,1", "--out", str(out), "--markdown", str(md)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["per_class"]) == {"0", "1"}
+    assert all(50 < v <= 100 for v in result["per_class"].values())  # better than chance after a few epochs
+    assert result["mean"] == pytest.approx(np.mean(list(result["per_class"].values())), abs=0.01)
+    assert "| 0 |" in md.read_text() and "Deep SVDD" in md.read_text()
+
+
+def test_benchmark_markdown_beside_deep_svdd():
+    table = benchmark_markdown({"per_class": {0: 90.0, 1: 99.0}, "mean": 94.5,
+                                "settings": {"model": "conv-ae", "score": "recon", "epochs": 2}})
+    assert "| 0 | 90.0 | 98.0 |" in table and "| 1 | 99.0 | 99.7 |" in table
+    assert "**94.5**" in table and "**98.8**" in table  # (98.0 + 99.7) / 2 rounded

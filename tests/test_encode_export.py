@@ -1,0 +1,139 @@
+"""Batch encoding, denoising and export (ONNX, TorchScript) through the real CLI, on trained digits runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aekit.cli import main
+from aekit.train import load_run
+
+
+def _digits_images(run_path, split="test"):
+    run = load_run(run_path)
+    images, labels = run.data().split(split)
+    return run, images, labels
+
+
+def _fail(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aekit: error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("model", ["ae", "vae", "conv-ae"])
+def test_onnx_export_matches_torch_with_dynamic_batch(trained_run, tmp_path, model):
+    ort = pytest.importorskip("onnxruntime")
+    path = trained_run(model, 2)
+    assert main(["export", str(path), "--out", str(tmp_path)]) == 0
+    run, images, _ = _digits_images(path)
+    enc = ort.InferenceSession(str(tmp_path / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    for n in (1, 37):  # the batch axis is dynamic
+        x = images[:n].float() / 255
+        with torch.no_grad():
+            z_ref = run.model.encode(x).numpy()
+            x_ref = run.model.decode(torch.from_numpy(z_ref)).numpy()
+        z = enc.run(None, {"image": x.numpy()})[0]
+        x_hat = dec.run(None, {"code": z_ref})[0]
+        assert z.shape == (n, 2) and x_hat.shape == (n, *run.model.input_shape)
+        np.testing.assert_allclose(z, z_ref, atol=1e-4)
+        np.testing.assert_allclose(x_hat, x_ref, atol=1e-4)
+
+
+def test_torchscript_export(trained_run, tmp_path):
+    path = trained_run("vae", 2)
+    assert main(["export", str(path), "--format", "torchscript", "--out", str(tmp_path)]) == 0
+    run, images, _ = _digits_images(path)
+    x = images[:9].float() / 255
+    enc, dec = torch.jit.load(str(tmp_path / "encoder.pt")), torch.jit.load(str(tmp_path / "decoder.pt"))
+    with torch.no_grad():
+        z = run.model.encode(x)  # the VAE's posterior mean
+        torch.testing.assert_close(enc(x), z)
+        torch.testing.assert_close(dec(z), run.model.decode(z))
+
+
+def test_encode_formats_match_the_model(trained_run, tmp_path):
+    path = trained_run("ae", 2)
+    run, images, labels = _digits_images(path, "all")
+    with torch.no_grad():
+        ref = run.model.encode(images.float() / 255).numpy()
+    assert main(["encode", str(path), "--out", str(tmp_path / "c.npy"), "--no-progress", "--batch-size", "500"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), ref, atol=1e-5)
+    assert main(["encode", str(path), "--out", str(tmp_path / "c.npz"), "--split", "test", "--no-progress"]) == 0
+    with np.load(tmp_path / "c.npz") as z:
+        test_idx = run.data().splits["test"].numpy()
+        np.testing.assert_allclose(z["codes"], ref[test_idx], atol=1e-5)
+        np.testing.assert_array_equal(z["labels"], labels.numpy()[test_idx])
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert main(["encode", str(path), "--out", str(tmp_path / "c.parquet"), "--batch-size", "256", "--no-progress"]) == 0
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert table.column_names == ["z0", "z1", "label"] and table.num_rows == len(images)
+    np.testing.assert_allclose(np.stack([table["z0"].to_numpy(), table["z1"].to_numpy()], 1), ref, atol=1e-5)
+    # onnxruntime backend gives the same codes
+    assert main(["encode", str(path), "--out", str(tmp_path / "o.npy"), "--backend", "onnx", "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), ref, atol=1e-4)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_encode_memory_mapped_npy_in_and_out(trained_run, tmp_path):
+    from aekit.apply import encode_all
+
+    path = trained_run("ae", 2)
+    run, images, _ = _digits_images(path, "all")
+    src = tmp_path / "big.npy"
+    mm = np.lib.format.open_memmap(src, mode="w+", dtype=np.uint8, shape=(3000, 8, 8))  # N x H x W
+    mm[:] = np.resize(images.numpy()[:, 0], (3000, 8, 8))
+    del mm
+    out = tmp_path / "codes.npy"
+    assert main(["encode", str(path), "--data", str(src), "--out", str(out), "--batch-size", "700", "--no-progress"]) == 0
+    codes = np.load(out, mmap_mode="r")
+    assert codes.shape == (3000, 2) and codes.dtype == np.float32
+    np.testing.assert_allclose(codes, encode_all(run.model, np.load(src)), atol=1e-5)
+    # flat N x D rows are read in the run's shape
+    np.save(tmp_path / "flat.npy", np.load(src).reshape(3000, 64))
+    assert main(["encode", str(path), "--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "f.npy"), "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), codes, atol=1e-6)
+
+
+def test_denoise_writes_pngs_and_arrays(trained_run, tmp_path):
+    from PIL import Image
+
+    path = trained_run("ae", 2)
+    run, images, _ = _digits_images(path, "test")
+    out = tmp_path / "png"
+    assert main(["denoise", str(path), "--split", "test", "--out", str(out), "--noise", "gaussian:0.3",
+                 "--save-input", "--no-progress"]) == 0
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 2 * len(images)
+    img = np.asarray(Image.open(out / "000.png"))
+    assert img.shape == (8, 8) and img.dtype == np.uint8
+    assert main(["denoise", str(path), "--split", "test", "--out", str(tmp_path / "d.npy"), "--no-progress"]) == 0
+    arr = np.load(tmp_path / "d.npy")
+    with torch.no_grad():
+        ref = run.model.reconstruct(images.float() / 255).mul(255).round().numpy()
+    assert arr.shape == tuple(images.shape) and arr.dtype == np.uint8
+    assert np.abs(arr.astype(float) - ref).max() <= 1
+
+
+def test_bad_input_is_one_line_exit_2(trained_run, tmp_path, capsys):
+    path = str(trained_run("ae", 2))
+    np.save(tmp_path / "big.npy", np.zeros((5, 28, 28), np.uint8))
+    assert "28x28 but the run was trained on 8x8" in _fail(["encode", path, "--data", str(tmp_path / "big.npy"), "--out", str(tmp_path / "c.npy")], capsys)
+    np.save(tmp_path / "rgb.npy", np.zeros((5, 8, 8, 3), np.uint8))
+    assert "3 channel(s)" in _fail(["anomaly", path, "--data", str(tmp_path / "rgb.npy"), "--split", "all", "--out", str(tmp_path / "s.csv")], capsys)
+    bad = np.full((5, 8, 8), 0.5, np.float32)
+    bad[2, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    assert "NaN" in _fail(["denoise", path, "--data", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "d")], capsys)
+    np.save(tmp_path / "inf.npy", np.full((5, 8, 8), np.inf, np.float32))
+    assert "infinity" in _fail(["encode", path, "--data", str(tmp_path / "inf.npy"), "--out", str(tmp_path / "c.npy")], capsys)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 8, 8), np.uint8))
+    assert "no images" in _fail(["encode", path, "--data", str(tmp_path / "empty.npy"), "--out", str(tmp_path / "c.npy")], capsys)
+    (tmp_path / "x.txt").write_text("1 2 3\n")
+    assert "unsupported file type" in _fail(["encode", path, "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "c.npy")], capsys)
+    assert "unknown output format" in _fail(["encode", path, "--out", str(tmp_path / "c.txt")], capsys)
+    assert "not an aekit run" in _fail(["export", str(tmp_path)], capsys)
+    assert not (tmp_path / "c.npy").exists() and not (tmp_path / "d").exists()
