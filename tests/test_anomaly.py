@@ -14,13 +14,18 @@ from aekit.errors import ConfigError, DataError
 from aekit.train import load_run
 
 
+# A few more epochs than the shared 3-epoch runs: a 3-epoch digits model still outputs near-uniform gray.
+AE = dict(model="ae", latent_dim=8, epochs=10, lr=0.005)
+VAE = dict(model="vae", latent_dim=2, epochs=10, lr=0.005)
+
+
 def _odd_images(n: int, seed: int = 0) -> np.ndarray:
     """Clearly anomalous 8x8 images: white backgrounds with dark noise (digits are dark with bright strokes)."""
     return 255 - np.random.default_rng(seed).integers(0, 96, size=(n, 8, 8), dtype=np.uint8)
 
 
 def test_detector_pyod_interface(trained_run):
-    run = load_run(trained_run("ae", 2))
+    run = load_run(trained_run(**AE))
     data = run.data()
     train, _ = data.split("train")
     det = AnomalyDetector(run, contamination=0.1).fit(train)
@@ -48,7 +53,7 @@ def test_detector_pyod_interface(trained_run):
 
 
 def test_vae_likelihood_scores(trained_run):
-    run = load_run(trained_run("vae", 2))
+    run = load_run(trained_run(**VAE))
     test, _ = run.data().split("test")
     elbo = anomaly_scores(run.model, test, "elbo", samples=1)
     nll = anomaly_scores(run.model, test, "nll", samples=64)
@@ -60,7 +65,7 @@ def test_vae_likelihood_scores(trained_run):
 
 
 def test_detector_errors(trained_run):
-    run = load_run(trained_run("ae", 2))
+    run = load_run(trained_run(**AE))
     with pytest.raises(ConfigError, match="needs a VAE"):
         AnomalyDetector(run, score="elbo")
     with pytest.raises(ConfigError, match="contamination"):
@@ -79,7 +84,7 @@ def test_detector_errors(trained_run):
 
 
 def test_anomaly_cli_writes_scores(trained_run, tmp_path):
-    path = trained_run("ae", 2)
+    path = trained_run(**AE)
     out = tmp_path / "scores.csv"
     assert main(["anomaly", str(path), "--out", str(out), "--contamination", "0.2", "--no-progress"]) == 0
     rows = list(csv.DictReader(out.open()))

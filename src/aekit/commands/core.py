@@ -194,17 +194,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`make demo`: train (or re-use) runs/demo, evaluate it, and write its HTML report."""
     argv = ["--model", "conv-vae", "--dataset", "mnist", "--latent-dim", "2", "--epochs", str(args.epochs),
             "--max-train-samples", str(args.max_train_samples), "--patience", "0", "--out", args.out]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
-    if Path(args.out).exists():
+    if (Path(args.out) / "model.safetensors").exists():
         print(f"{args.out} exists: re-using it (delete it to train again)")
         run = c.load_run(args.out)
-        _finish(run, run.data())
+        _finish(run, run.data(**({"data_dir": args.data_dir} if args.data_dir else {})))
     else:
         p = argparse.ArgumentParser()
         add_train_options(p)
-        ns = p.parse_args(argv)
-        cmd_train(ns)
+        cmd_train(p.parse_args(argv))
+    from .explore import write_report
+
+    report = write_report(args.out, quick=True, data_dir=args.data_dir)
+    print(f"report: {report}")
+    print(f"next: aekit plot manifold {args.out}   |   aekit serve {args.out}   |   open {report}")
     return 0

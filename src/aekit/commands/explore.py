@@ -120,7 +120,10 @@ class Session:
         from ..explore import encode_all
 
         if name not in self._codes:
-            self._codes[name] = encode_all(self.model, self.split(name)[0], self.batch_size, progress=self.progress)
+            images = self.split(name)[0]
+            # a bar only where encoding takes a while (MNIST-sized splits), not for every small set
+            bar = self.progress and len(images) >= 5000
+            self._codes[name] = encode_all(self.model, images, self.batch_size, progress=bar)
         return self._codes[name]
 
     def subset(self, n: int | None, total: int):
@@ -221,19 +224,20 @@ def _latent(s: Session, o: dict):
     from .. import plots
 
     split = o.get("split", "test")
-    codes, labels = s.codes(split), s.split(split)[1]
     method = o.get("method", "pca")
-    if "dims" in o:
+    if "dims" in o:  # check options before the (slow) encoding
         if "method" in o:
             raise ConfigError("give either --dims (raw dimensions) or --method (a projection), not both")
         i, j = _check_dims(o["dims"], s.dim, 2)
+    if method == "none" and s.dim != 2:
+        raise ConfigError(f"--method none plots raw codes and needs a 2-D code; this run's code is {s.dim}-D")
+    codes, labels = s.codes(split), s.split(split)[1]
+    if "dims" in o:
         idx = s.subset(o.get("n"), len(codes))
         pts, xl, yl, how = codes[idx][:, [i, j]], f"z[{i}]", f"z[{j}]", f"dims {i},{j}"
     else:
         slow = method in ("tsne", "umap") and s.dim > 2
         idx = s.subset(o.get("n", PROJECTION_SUBSAMPLE if slow else None), len(codes))
-        if method == "none" and s.dim != 2:
-            raise ConfigError(f"--method none plots raw codes and needs a 2-D code; this run's code is {s.dim}-D")
         pts = s.projection(codes[idx], method, split)
         how = "raw codes" if s.dim <= 2 else method
         xl, yl = ("z[0]", "z[1]") if s.dim <= 2 else (f"{method} 1", f"{method} 2")

@@ -274,7 +274,8 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     async def _validation_error(request: Request, exc: RequestValidationError):
         parts = []
         for e in exc.errors()[:3]:
-            loc = ".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
+            loc = e.get("loc", ())
+            loc = ".".join(str(p) for p in loc[1:]) or (str(loc[0]) if loc else "request")
             parts.append(f"{loc}: {e.get('msg', 'invalid')}")
         return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
 

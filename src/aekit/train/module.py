@@ -93,7 +93,8 @@ class LitAutoencoder(L.LightningModule):
             sched.step()
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        # fused Adam: one kernel per step instead of ~10 small ops per parameter (CPU and CUDA, torch >= 2.4)
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=True)
         if self.cfg.schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.cfg.epochs)
             return {"optimizer": opt, "lr_scheduler": sched}

@@ -32,16 +32,20 @@ const postJSON = (path, body) =>
   api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 
 // At most one request in flight; while it runs, newer values replace each other and only the latest is sent.
+let pumping = 0; // coalescers with work under way (window.aekitBusy() lets tests wait for quiet)
+window.aekitBusy = () => pumping;
 function coalesced(fn) {
   let pending = null, busy = false;
   async function pump() {
     busy = true;
+    pumping++;
     while (pending !== null) {
       const value = pending;
       pending = null;
       try { await fn(value); } catch (e) { setStatus(e.message, true); }
     }
     busy = false;
+    pumping--;
   }
   return (value) => { pending = value; if (!busy) pump(); };
 }
