@@ -103,7 +103,7 @@ def test_anomaly_cli_writes_scores(trained_run, tmp_path):
 
 def test_one_class_bench_cli(tmp_path, data_dir):
     out, md = tmp_path / "bench.json", tmp_path / "bench.md"
-    assert main(["anomaly-bench", "--dataset", "digits", "--model", "ae", "--latent-dim", "4", "--epochs", "4",
+    assert main(["anomaly-bench", "--dataset", "digits", "--model", "ae", "--latent-dim", "4", "--epochs", "5", "--batch-size", "16", "--lr", "0.005",
                  "--classes", "0,1", "--out", str(out), "--markdown", str(md)]) == 0
     result = json.loads(out.read_text())
     assert set(result["per_class"]) == {"0", "1"}

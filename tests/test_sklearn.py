@@ -58,13 +58,15 @@ def test_tabular_min_max_scaling_round_trip():
     rng = np.random.default_rng(0)
     t = rng.normal(size=(400, 1))
     X = np.hstack([1000 + 50 * t, -3 + 0.01 * t, 7 * t ** 2])  # features of very different scales
-    est = AutoencoderTransformer(model="ae", latent_dim=1, hidden_dims=(16,), loss="mse", epochs=30, lr=3e-3).fit(X)
+    est = AutoencoderTransformer(model="ae", latent_dim=1, hidden_dims=(16,), loss="mse", epochs=15, batch_size=32,
+                                 lr=1e-2).fit(X)
     np.testing.assert_allclose(est.data_min_, X.min(0))
     np.testing.assert_allclose(est.data_range_, X.max(0) - X.min(0))
     back = est.inverse_transform(est.transform(X))
     assert back.shape == X.shape
     rel = np.abs(back - X).mean(0) / X.std(0)
-    assert (rel < 0.5).all(), rel  # the 1-D code carries each feature back in its own units
+    # the 1-D code carries each feature back in its own units (the quadratic one less exactly)
+    assert (rel[:2] < 0.2).all() and rel[2] < 0.7, rel
 
 
 def test_clone_params_pipeline_and_grid_search(digits):

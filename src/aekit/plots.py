@@ -43,6 +43,10 @@ def mosaic(images: np.ndarray, pad: int = 1) -> np.ndarray:
     return _hwc(out)
 
 
+def _tick(v: float) -> str:
+    return f"{round(float(v), 3) + 0.0:.3g}"  # + 0.0: no "-0" or "-1.4e-16" at the grid centre
+
+
 def _imshow(ax, img, title: str | None = None, fontsize: int = 8) -> None:
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
@@ -170,8 +174,8 @@ def manifold(images: np.ndarray, xs: np.ndarray, ys: np.ndarray, dims: Sequence[
     fig = _figure(min(0.55 * q + 1.2, 11), min(0.55 * r + 1.0, 11))
     ax = fig.add_subplot()
     ax.imshow(mosaic(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks((np.arange(q) * (w + 1) + w / 2), [f"{v:.2g}" for v in xs], fontsize=7, rotation=90)
-    ax.set_yticks((np.arange(r) * (h + 1) + h / 2), [f"{v:.2g}" for v in ys[::-1]], fontsize=7)
+    ax.set_xticks((np.arange(q) * (w + 1) + w / 2), [_tick(v) for v in xs], fontsize=7, rotation=90)
+    ax.set_yticks((np.arange(r) * (h + 1) + h / 2), [_tick(v) for v in ys[::-1]], fontsize=7)
     ax.set_xlabel(f"z[{dims[0]}]")
     ax.set_ylabel(f"z[{dims[1]}]")
     ax.set_title(f"decoded grid ({r} x {q})", fontsize=10)

@@ -77,12 +77,13 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 self.data_range_ = np.where(rng > 0, rng, 1.0)
             unit = np.clip((Xf - self.data_min_) / self.data_range_, 0.0, 1.0)
             return unit.astype(np.float32).reshape(len(X), 1, 1, X.shape[1])
+        scale = 255.0 if X.dtype.kind in "iu" else 1.0  # integer pixels are 0..255, float pixels [0, 1]
         if reset:
-            self.pixel_scale_ = 255.0 if X.dtype.kind in "biu" and X.max(initial=0) > 1 else 1.0
-        unit = X.astype(np.float32) / np.float32(self.pixel_scale_)
+            self.pixel_scale_ = scale  # inverse_transform answers in the scale fit saw
+        unit = X.astype(np.float32) / np.float32(scale)
         if unit.size and (unit.min() < 0 or unit.max() > 1):
-            raise ValueError("image pixels must be uint8 0..255 or floats in [0, 1]; "
-                             f"found {unit.min() * self.pixel_scale_:g}..{unit.max() * self.pixel_scale_:g}")
+            raise ValueError("image pixels must be integers 0..255 or floats in [0, 1]; "
+                             f"found {unit.min() * scale:g}..{unit.max() * scale:g}")
         shape = tuple(self.image_shape) if self.image_shape is not None else None
         try:
             return np.ascontiguousarray(to_nchw(unit, "X", shape))
