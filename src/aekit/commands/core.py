@@ -14,7 +14,7 @@ ORDER = 0
 
 # flag dest -> model config field (the flags a model may or may not have)
 MODEL_KEYS = ("latent_dim", "hidden_dims", "filters", "kernel_sizes", "strides", "batch_norm", "dropout", "loss",
-              "beta", "noise", "sparsity", "activation", "arch", "encoder", "decoder")
+              "beta", "noise", "sparsity", "activation", "arch", "encoder", "decoder", "kl_warmup", "iwae_k")
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "patience", "seed", "precision", "devices",
               "strategy", "accelerator", "binarize", "progress")
 OTHER_KEYS = ("model", "dataset", "out", "resume")
@@ -63,6 +63,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--dropout", type=float, default=S)
     m.add_argument("--loss", choices=("mse", "rmse", "bce"), default=S, help="reconstruction loss (default bce)")
     m.add_argument("--beta", type=float, default=S, help="VAE: weight of the KL term")
+    m.add_argument("--kl-warmup", type=int, default=S, metavar="EPOCHS", help="VAE: linear KL warm-up epochs")
+    m.add_argument("--iwae-k", type=int, default=S, metavar="K", help="VAE: train on the IWAE bound with K samples")
     m.add_argument("--noise", default=S, help="input corruption in training: gaussian:0.5 | saltpepper:0.1 | mask:0.3")
     m.add_argument("--sparsity", type=float, default=S, help="L1 weight on the code")
     t = p.add_argument_group("training")
