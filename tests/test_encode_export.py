@@ -137,3 +137,24 @@ def test_bad_input_is_one_line_exit_2(trained_run, tmp_path, capsys):
     assert "unknown output format" in _fail(["encode", path, "--out", str(tmp_path / "c.txt")], capsys)
     assert "not an aekit run" in _fail(["export", str(tmp_path)], capsys)
     assert not (tmp_path / "c.npy").exists() and not (tmp_path / "d").exists()
+
+
+def test_auto_backend_keeps_torch_for_small_jobs_and_times_both_for_large(trained_run, monkeypatch, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import tempfile
+
+    from aekit import apply
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # temporary exports land here, and must be removed
+    run, images, _ = _digits_images(trained_run("conv-ae", 2), "all")
+    probe = images[:256]
+    small = apply.make_encoder(run.model, "auto", run.path, probe=probe, total=len(images))
+    assert small.backend == "torch"  # a fraction of a second of work: not worth an export
+    timed = []
+    monkeypatch.setattr(apply, "_time", lambda enc, p: timed.append(enc.backend) or {"torch": 2.0, "onnx": 1.0}[enc.backend])
+    big = apply.make_encoder(run.model, "auto", run.path, probe=probe, total=10**9)
+    assert timed == ["torch", "onnx"] and big.backend == "onnx"
+    np.testing.assert_allclose(big(probe), small(probe), atol=1e-4)
+    monkeypatch.setattr(apply, "_time", lambda enc, p: {"torch": 1.0, "onnx": 2.0}[enc.backend])
+    assert apply.make_encoder(run.model, "auto", run.path, probe=probe, total=10**9).backend == "torch"
+    assert not list(tmp_path.iterdir())  # the temporary ONNX exports were removed

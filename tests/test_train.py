@@ -297,3 +297,15 @@ def test_help_is_fast_and_does_not_import_torch():
     res = subprocess.run([sys.executable, "-X", "importtime", "-m", "aekit.cli", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "train" in res.stdout
     assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in res.stderr.splitlines()[1:]}
+
+
+def test_run_files_get_ordinary_permissions(trained_run):
+    import os
+    import stat
+
+    path = trained_run("ae", 2)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("config.json", "model.safetensors", "metrics.csv"):
+        mode = stat.S_IMODE((path / name).stat().st_mode)
+        assert mode == 0o666 & ~mask, (name, oct(mode))  # not mkstemp's 0600

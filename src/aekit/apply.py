@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
+from .fileio import temp_beside
 
 CODE_FORMATS = (".npy", ".npz", ".parquet")
 BACKENDS = ("torch", "onnx", "auto")
@@ -127,42 +128,72 @@ class OnnxEncoder:
         return self.session.run(None, {self.name: x})[0]
 
 
-def make_encoder(model, backend: str = "torch", run_path: str | Path | None = None, probe: torch.Tensor | None = None):
-    """An encoder callable for ``backend``: "torch", "onnx" (exports to a temp folder when the run has no
-    ``export/encoder.onnx``), or "auto" (times both on ``probe`` and keeps the faster)."""
+def make_encoder(model, backend: str = "auto", run_path: str | Path | None = None, probe: torch.Tensor | None = None,
+                 total: int | None = None):
+    """An encoder callable for ``backend``:
+
+    - "torch": the model itself;
+    - "onnx": onnxruntime on the run's ``export/encoder.onnx``, or on a fresh export when the run has none;
+    - "auto": times torch on ``probe`` (a few hundred images); when encoding ``total`` images would take torch under
+      ``AUTO_MIN_SECONDS`` it stays (an export costs about a second), else it also times onnxruntime and
+      keeps the faster (on 2 cores: onnxruntime for every model, about 4x for the conv encoder).
+      Without onnxruntime installed, "auto" is torch.
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    torch_enc = TorchEncoder(model)
     if backend == "torch":
-        return TorchEncoder(model)
+        return torch_enc
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         if backend == "onnx":
             raise ConfigError("--backend onnx needs onnxruntime: pip install 'aekit[export]'") from None
-        return TorchEncoder(model)
-    path = Path(run_path) / "export" / "encoder.onnx" if run_path is not None else None
-    if path is None or not path.exists():
-        from .export import export_onnx
-
-        tmp = Path(tempfile.mkdtemp(prefix="aekit-onnx-"))
-        path = export_onnx(model, tmp, parts=("encoder",))["encoder"]
-    onnx_enc = OnnxEncoder(path)
+        return torch_enc
+    if backend == "auto":
+        if probe is None or len(probe) == 0:
+            return torch_enc
+        torch_s = _time(torch_enc, probe) / len(probe)  # seconds per image
+        if total is not None and total * torch_s < AUTO_MIN_SECONDS:
+            return torch_enc
+    onnx_enc = _onnx_encoder(model, run_path)
     if backend == "onnx":
         return onnx_enc
-    torch_enc = TorchEncoder(model)
-    if probe is None or len(probe) == 0:
-        return onnx_enc
-    return min((torch_enc, onnx_enc), key=lambda enc: _time(enc, probe))
+    return onnx_enc if _time(onnx_enc, probe) / len(probe) < torch_s else torch_enc
+
+
+AUTO_MIN_SECONDS = 2.0
+
+
+def _onnx_encoder(model, run_path: str | Path | None) -> OnnxEncoder:
+    """onnxruntime on the run's exported encoder, else on one exported to a temporary folder (removed once
+    the session has read it)."""
+    path = Path(run_path) / "export" / "encoder.onnx" if run_path is not None else None
+    if path is not None and path.exists():
+        return OnnxEncoder(path)
+    import shutil
+
+    from .export import export_onnx
+
+    tmp = Path(tempfile.mkdtemp(prefix="aekit-onnx-"))
+    try:
+        return OnnxEncoder(export_onnx(model, tmp, parts=("encoder",))["encoder"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _time(enc, probe: torch.Tensor) -> float:
+    """Best of two timed calls on ``probe`` after one warm-up call (seconds); keep the probe small (a few
+    hundred images): this is paid before the real work starts."""
     import time
 
-    enc(probe)  # warm up
-    t = time.perf_counter()
-    for _ in range(3):
+    enc(probe)
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
         enc(probe)
-    return time.perf_counter() - t
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 # ---------------------------------------------------------------- encode
@@ -193,10 +224,7 @@ def write_codes(path: str | Path, n: int, dim: int, coded: Iterator[tuple[int, n
     suffix = path.suffix.lower()
     if suffix not in CODE_FORMATS:
         raise ConfigError(f"{path}: unknown output format {suffix or '(none)'}; use {', '.join(CODE_FORMATS)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(path, suffix)
     try:
         if suffix == ".parquet":
             _write_parquet(tmp, dim, coded, labels)
@@ -262,10 +290,7 @@ def denoise_images(model, images: torch.Tensor, batch_size: int = 1024, noise=No
 def write_images_npy(path: Path, shape: tuple[int, ...], parts: Iterator[tuple[int, np.ndarray]]) -> Path:
     """Fill a uint8 .npy (N, C, H, W) batch by batch through a memory map; atomic rename at the end."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(path, ".npy")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         for start, x in parts:

@@ -57,8 +57,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("encode", help="codes of data under a run's encoder, streamed to .npy/.npz/.parquet")
     _input_options(p, "all")
     p.add_argument("--out", required=True, help="codes.npy | codes.npz (codes + labels) | codes.parquet")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "auto"),
-                   help="torch, onnxruntime (uses RUN/export/encoder.onnx or exports one), or the faster of the two")
+    p.add_argument("--backend", default="auto", choices=("torch", "onnx", "auto"),
+                   help="torch; onnxruntime (uses RUN/export/encoder.onnx or exports one); auto (default): "
+                        "the faster of the two, timed on the first batch (torch for jobs of a second or two)")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("denoise", help="reconstruct (clean) images through a run; PNG files or a .npy array")
@@ -154,7 +155,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     run = c.load_run(args.run)
     data, images, labels = _load(args, run)
     bs = args.batch_size or 4096
-    enc = make_encoder(run.model, args.backend, run.path, probe=images[:bs])
+    enc = make_encoder(run.model, args.backend, run.path, probe=images[:min(bs, 512)], total=len(images))
     t = time.perf_counter()
     coded = encode_images(enc, images, bs, show_progress=args.progress)
     labels_np = labels.numpy() if suffix != ".npy" else None

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from aekit.errors import DataError
+from aekit.fileio import temp_beside
 
 _CHUNK = 1 << 20
 
@@ -28,10 +28,7 @@ def sha256_file(path: str | Path) -> str:
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `dest`; on success it is renamed onto `dest`, on failure removed,
     so a reader never sees a half-written file."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_beside(dest, ".tmp")
     try:
         yield Path(tmp)
         os.replace(tmp, dest)
