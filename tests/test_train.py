@@ -309,3 +309,23 @@ def test_run_files_get_ordinary_permissions(trained_run):
     for name in ("config.json", "model.safetensors", "metrics.csv"):
         mode = stat.S_IMODE((path / name).stat().st_mode)
         assert mode == 0o666 & ~mask, (name, oct(mode))  # not mkstemp's 0600
+
+
+def test_threads_option_caps_torch_and_child_processes(monkeypatch, capsys):
+    import os
+
+    import torch
+
+    from aekit.cli import main
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)  # restored after the test
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "models"]) == 0
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as exc:
+        main(["--threads", "0", "models"])
+    assert exc.value.code == 2 and "--threads: expected a whole number >= 1" in capsys.readouterr().err

@@ -117,8 +117,7 @@ class OnnxEncoder:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
+        so.intra_op_num_threads = threads or torch.get_num_threads()  # as many as torch uses (aekit --threads)
         so.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.name = self.session.get_inputs()[0].name
