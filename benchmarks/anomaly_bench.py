@@ -1,9 +1,9 @@
 """One-class anomaly benchmark (Ruff et al. 2018 protocol) on MNIST with aekit, beside Deep SVDD.
 
-    flock /tmp/aekit-heavy.lock python benchmarks/anomaly_bench.py --epochs 2 --out benchmarks/results/anomaly.json
+    .venv/bin/python benchmarks/anomaly_bench.py --epochs 10 --out bench/anomaly.json
 
-Same as `aekit anomaly-bench --dataset mnist --model conv-ae --epochs 2`; this script also writes the JSON and
-the markdown table (docs/parts/apply.md takes it).
+Same as `aekit anomaly-bench --dataset mnist --model conv-ae --epochs 10 --out bench/anomaly.json --markdown
+table.md`; the markdown table (beside Deep SVDD) is what docs/benchmarks.md shows.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("--latent-dim", type=int, default=32)
     p.add_argument("--score", default="recon")
     p.add_argument("--classes", default=None)
-    p.add_argument("--out", default="benchmarks/results/anomaly.json")
+    p.add_argument("--out", default="bench/anomaly.json")
     a = p.parse_args()
     classes = [int(c) for c in a.classes.split(",")] if a.classes else None
     result = one_class_benchmark(a.dataset, a.model, a.epochs, classes, a.latent_dim, a.score, progress=False,

@@ -91,6 +91,7 @@ def test_anomaly_cli_writes_scores(trained_run, tmp_path):
     run = load_run(path)
     test, labels = run.data().split("test")
     assert len(rows) == len(test) and [int(r["label"]) for r in rows] == labels.tolist()
+    assert [int(r["index"]) for r in rows] == run.data().splits["test"].tolist()  # rows of the data set
     scores = np.array([float(r["score"]) for r in rows])
     np.testing.assert_allclose(scores, anomaly_scores(run.model, test), rtol=1e-4)
     assert {r["is_anomaly"] for r in rows} <= {"0", "1"}
@@ -110,6 +111,8 @@ def test_one_class_bench_cli(tmp_path, data_dir):
     assert all(50 < v <= 100 for v in result["per_class"].values())  # better than chance after a few epochs
     assert result["mean"] == pytest.approx(np.mean(list(result["per_class"].values())), abs=0.01)
     assert "| 0 |" in md.read_text() and "Deep SVDD" in md.read_text()
+    assert main(["anomaly-bench", "--dataset", "digits", "--classes", "", "--out", str(tmp_path / "e.json")]) == 2
+    assert not (tmp_path / "e.json").exists()
 
 
 def test_benchmark_markdown_beside_deep_svdd():

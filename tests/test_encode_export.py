@@ -136,7 +136,23 @@ def test_bad_input_is_one_line_exit_2(trained_run, tmp_path, capsys):
     assert "unsupported file type" in _fail(["encode", path, "--data", str(tmp_path / "x.txt"), "--out", str(tmp_path / "c.npy")], capsys)
     assert "unknown output format" in _fail(["encode", path, "--out", str(tmp_path / "c.txt")], capsys)
     assert "not an aekit run" in _fail(["export", str(tmp_path)], capsys)
-    assert not (tmp_path / "c.npy").exists() and not (tmp_path / "d").exists()
+    # flat rows of the right size, read as a strip: the error names --shape, and --shape reads them
+    rows = np.random.default_rng(0).random((5, 64)).astype(np.float32)
+    np.savetxt(tmp_path / "rows.csv", rows, delimiter=",")
+    assert "pass --shape 1x8x8" in _fail(["encode", path, "--data", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "c.npy")], capsys)
+    assert main(["encode", path, "--data", str(tmp_path / "rows.csv"), "--shape", "1x8x8", "--split", "all",
+                 "--out", str(tmp_path / "rows.npy"), "--no-progress"]) == 0
+    assert np.load(tmp_path / "rows.npy").shape == (5, 2)
+    assert "unknown output format .png" in _fail(["denoise", path, "--out", str(tmp_path / "d.png")], capsys)
+    (tmp_path / "afile").write_text("x")  # an output folder that is a file
+    assert "afile" in _fail(["encode", path, "--out", str(tmp_path / "afile" / "c.npy")], capsys)
+    assert "afile" in _fail(["export", path, "--out", str(tmp_path / "afile")], capsys)
+    for bs in ("0", "-3"):
+        with pytest.raises(SystemExit) as exc:
+            main(["encode", path, "--out", str(tmp_path / "c.npy"), "--batch-size", bs])
+        assert exc.value.code == 2
+    assert "--batch-size: expected a whole number >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "c.npy").exists() and not (tmp_path / "d").exists() and not (tmp_path / "d.png").exists()
 
 
 def test_auto_backend_keeps_torch_for_small_jobs_and_times_both_for_large(trained_run, monkeypatch, tmp_path):
@@ -158,3 +174,40 @@ def test_auto_backend_keeps_torch_for_small_jobs_and_times_both_for_large(traine
     monkeypatch.setattr(apply, "_time", lambda enc, p: {"torch": 1.0, "onnx": 2.0}[enc.backend])
     assert apply.make_encoder(run.model, "auto", run.path, probe=probe, total=10**9).backend == "torch"
     assert not list(tmp_path.iterdir())  # the temporary ONNX exports were removed
+
+
+def test_onnx_backend_skips_an_export_older_than_the_weights(trained_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import os
+
+    from aekit.export import export_onnx
+    from aekit.registry import build_model
+
+    src = trained_run("ae", 2)
+    run_dir = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(src, run_dir)
+    run, images, _ = _digits_images(run_dir, "all")
+    with torch.no_grad():
+        ref = run.model.encode(images.float() / 255).numpy()
+    torch.manual_seed(123)
+    other = build_model("ae", input_shape=run.model.input_shape, latent_dim=2)  # other weights, same shapes
+    onnx_path = export_onnx(other, run_dir / "export", parts=("encoder",))["encoder"]
+    weights = run_dir / "model.safetensors"
+    out = tmp_path / "c.npy"
+
+    os.utime(onnx_path, (weights.stat().st_mtime - 100,) * 2)  # exported before the weights changed: stale
+    assert main(["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(out), ref, atol=1e-4)  # a fresh export, not the stale file
+
+    os.utime(onnx_path, (weights.stat().st_mtime + 100,) * 2)  # newer than the weights: used as it is
+    assert main(["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]) == 0
+    assert not np.allclose(np.load(out), ref, atol=1e-3)
+
+    onnx_path.write_bytes(b"not an onnx file")
+    os.utime(onnx_path, (weights.stat().st_mtime + 100,) * 2)
+    capsys.readouterr()
+    assert main(["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a usable ONNX model" in err and "aekit export" in err and "\n" not in err

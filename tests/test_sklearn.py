@@ -52,6 +52,8 @@ def test_images_fit_transform_inverse_score(digits):
     assert est.score(x) > short.score(x)
     with pytest.raises(ValueError, match="features"):
         est.transform(x[:, :4])
+    with pytest.raises(ValueError, match=r"shape \(8, 4\).*fitted on samples of shape \(8, 8\)"):
+        est.transform(x[:, :, :4])  # same first axis, other width
 
 
 def test_tabular_min_max_scaling_round_trip():
@@ -73,7 +75,10 @@ def test_clone_params_pipeline_and_grid_search(digits):
     x, y = digits
     est = AutoencoderTransformer(model="vae", latent_dim=8, epochs=3)
     assert clone(est).get_params() == est.get_params()
-    assert est.set_params(latent_dim=3).latent_dim == 3 and not hasattr(est, "model_")
+    assert est.set_params(latent_dim=3).latent_dim == 3
+    fitted = AutoencoderTransformer(**TINY).fit(x[:200])
+    fresh = clone(fitted)  # clone copies parameters, never the fitted model
+    assert hasattr(fitted, "model_") and not hasattr(fresh, "model_") and fresh.get_params() == fitted.get_params()
     pipe = make_pipeline(AutoencoderTransformer(model="ae", epochs=3, hidden_dims=(64,)),
                          LogisticRegression(max_iter=300))
     grid = GridSearchCV(pipe, {"autoencodertransformer__latent_dim": [2, 16]}, cv=2).fit(x[:800], y[:800])

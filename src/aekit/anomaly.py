@@ -63,7 +63,7 @@ def anomaly_scores(model, images: torch.Tensor, score: str = "recon", samples: i
     g = torch.Generator().manual_seed(seed)
     out = np.empty(len(images), dtype=np.float64)
     with progress(len(images), f"score ({score})", show_progress) as bar:
-        for start, xb in zip(range(0, len(images), batch_size), batches(images, batch_size)):
+        for start, xb in batches(images, batch_size):
             x = xb.to(torch.float32).mul_(1.0 / 255.0)  # (B, C, H, W)
             if score == "recon":
                 s = (model.reconstruct(x) - x).pow(2).flatten(1).mean(1)
@@ -93,17 +93,22 @@ class AnomalyDetector:
             raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
         if not (isinstance(contamination, (int, float)) and 0.0 < contamination <= 0.5):
             raise ConfigError(f"contamination must be in (0, 0.5], got {contamination!r}")
+        from .apply import check_batch_size
+
+        if not (isinstance(samples, int) and samples >= 1):
+            raise ConfigError(f"samples must be a whole number >= 1, got {samples!r}")
+        self.batch_size = check_batch_size(batch_size)
         self.model = _model_of(run_or_model)
         self.score = score
         self.contamination = float(contamination)
         self.samples = samples
-        self.batch_size = batch_size
         self.seed = seed
         if score != "recon" and not hasattr(self.model, "log_importance_weights"):
             raise ConfigError(f"score {score!r} needs a VAE; {self.model.name!r} has no likelihood: use score='recon'")
 
-    def fit(self, X, y=None) -> "AnomalyDetector":
-        self.decision_scores_ = self.decision_function(X)
+    def fit(self, X, y=None, *, show_progress: bool = False) -> "AnomalyDetector":
+        self.decision_scores_ = anomaly_scores(self.model, _images(X, self.model), self.score, self.samples,
+                                               self.batch_size, self.seed, show_progress=show_progress)
         self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - self.contamination))
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         self._lo, self._hi = float(self.decision_scores_.min()), float(self.decision_scores_.max())
@@ -157,26 +162,33 @@ def one_class_benchmark(dataset: str = "mnist", model: str = "conv-ae", epochs: 
     if (labels < 0).all():
         raise DataError(f"{dataset}: the one-class benchmark needs labelled data")
     classes = list(range(len(data.class_names))) if classes is None else [int(c) for c in classes]
+    if not classes:
+        raise ConfigError("the class list is empty; leave it out to use every class")
     test_images, test_labels = data.images[test_idx], labels[test_idx].numpy()
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=0, seed=seed, progress=progress)
-    root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="aekit-oneclass-"))
+    scratch = tempfile.TemporaryDirectory(prefix="aekit-oneclass-") if out_dir is None else None
+    root = Path(out_dir) if out_dir is not None else Path(scratch.name)  # per-class runs: kept only when asked
     results: dict[int, float] = {}
     t0 = time.perf_counter()
-    for c in classes:
-        idx = train_idx[labels[train_idx] == c]
-        if len(idx) == 0:
-            raise DataError(f"{dataset}: class {c} has no training images")
-        n_val = max(1, len(idx) // 10)
-        perm = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
-        sub = ImageData(images=data.images[perm], labels=labels[perm], class_names=data.class_names,
-                        splits={"train": torch.arange(n_val, len(perm)), "val": torch.arange(n_val),
-                                "test": torch.arange(0)}, name=f"{dataset}[class {c}]")
-        torch.manual_seed(seed)
-        m = build_model(model, input_shape=data.shape, latent_dim=latent_dim, **(model_options or {}))
-        run = train(m, sub, cfg, root / f"class-{c}", data_options={"spec": dataset, "one_class": c})
-        s = anomaly_scores(run.model, test_images, score)
-        results[c] = round(100.0 * auroc(s, test_labels != c), 2)
-        log(f"class {c}: AUROC {results[c]:.2f}% ({len(idx)} train images, {time.perf_counter() - t0:.0f}s so far)")
+    try:
+        for c in classes:
+            idx = train_idx[labels[train_idx] == c]
+            if len(idx) == 0:
+                raise DataError(f"{dataset}: class {c} has no training images")
+            n_val = max(1, len(idx) // 10)
+            perm = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
+            sub = ImageData(images=data.images[perm], labels=labels[perm], class_names=data.class_names,
+                            splits={"train": torch.arange(n_val, len(perm)), "val": torch.arange(n_val),
+                                    "test": torch.arange(0)}, name=f"{dataset}[class {c}]")
+            torch.manual_seed(seed)
+            m = build_model(model, input_shape=data.shape, latent_dim=latent_dim, **(model_options or {}))
+            run = train(m, sub, cfg, root / f"class-{c}", data_options={"spec": dataset, "one_class": c})
+            s = anomaly_scores(run.model, test_images, score)
+            results[c] = round(100.0 * auroc(s, test_labels != c), 2)
+            log(f"class {c}: AUROC {results[c]:.2f}% ({len(idx)} train images, {time.perf_counter() - t0:.0f}s so far)")
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     return {
         "per_class": results,
         "mean": round(float(np.mean(list(results.values()))), 2),

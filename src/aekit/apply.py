@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError
+from .errors import AekitError, ConfigError, DataError, RunError
 from .fileio import temp_beside
 
 CODE_FORMATS = (".npy", ".npz", ".parquet")
@@ -53,6 +53,10 @@ def check_shape(shape, input_shape, what: str) -> None:
     shape, input_shape = tuple(int(s) for s in shape), tuple(int(s) for s in input_shape)
     if shape == input_shape:
         return
+    if shape[0] * shape[1] * shape[2] == input_shape[0] * input_shape[1] * input_shape[2] and min(shape) == 1:
+        c, h, w = input_shape  # flat rows read as a 1-pixel-high strip: same values, other layout
+        raise DataError(f"{what}: rows of {shape[0] * shape[1] * shape[2]} values were read as {shape[0]}x{shape[1]}x{shape[2]} "
+                        f"but the run was trained on {c}x{h}x{w} images; pass --shape {c}x{h}x{w}")
     if shape[0] != input_shape[0]:
         raise DataError(f"{what}: images have {shape[0]} channel(s) but the run was trained on {input_shape[0]}; "
                         f"pass --channels {input_shape[0]}")
@@ -84,12 +88,18 @@ def progress(total: int, desc: str, enabled: bool = True):
     return tqdm(total=total, desc=desc, unit="img", unit_scale=True, disable=not enabled, leave=False)
 
 
-def batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    """Consecutive uint8 slices of a (possibly memory-mapped) image tensor: contiguous reads, front to back."""
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+def batches(images: torch.Tensor, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, slice) pairs of consecutive uint8 slices of a (possibly memory-mapped) image tensor:
+    contiguous reads, front to back."""
+    check_batch_size(batch_size)
     for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size]
+        yield start, images[start : start + batch_size]
+
+
+def check_batch_size(batch_size) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"batch size must be a whole number >= 1, got {batch_size!r}")
+    return batch_size
 
 
 # ---------------------------------------------------------------- encoders (torch / onnxruntime)
@@ -132,11 +142,12 @@ def make_encoder(model, backend: str = "auto", run_path: str | Path | None = Non
     """An encoder callable for ``backend``:
 
     - "torch": the model itself;
-    - "onnx": onnxruntime on the run's ``export/encoder.onnx``, or on a fresh export when the run has none;
+    - "onnx": onnxruntime on the run's ``export/encoder.onnx``, or on a fresh export when the run has none
+      (or an older one than its weights);
     - "auto": times torch on ``probe`` (a few hundred images); when encoding ``total`` images would take torch under
       ``AUTO_MIN_SECONDS`` it stays (an export costs about a second), else it also times onnxruntime and
-      keeps the faster (on 2 cores: onnxruntime for every model, about 4x for the conv encoder).
-      Without onnxruntime installed, "auto" is torch.
+      keeps the faster (measured on 2 cores: onnxruntime about 4x faster for the conv encoder, about even
+      for the dense ones). Without onnxruntime, or when the export fails, "auto" is torch.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -155,21 +166,31 @@ def make_encoder(model, backend: str = "auto", run_path: str | Path | None = Non
         torch_s = _time(torch_enc, probe) / len(probe)  # seconds per image
         if total is not None and total * torch_s < AUTO_MIN_SECONDS:
             return torch_enc
-    onnx_enc = _onnx_encoder(model, run_path)
-    if backend == "onnx":
-        return onnx_enc
-    return onnx_enc if _time(onnx_enc, probe) / len(probe) < torch_s else torch_enc
+        try:
+            onnx_enc = _onnx_encoder(model, run_path)
+        except AekitError:  # onnx / onnxscript missing, or the export failed: torch does the job
+            return torch_enc
+        return onnx_enc if _time(onnx_enc, probe) / len(probe) < torch_s else torch_enc
+    return _onnx_encoder(model, run_path)
 
 
 AUTO_MIN_SECONDS = 2.0
 
 
 def _onnx_encoder(model, run_path: str | Path | None) -> OnnxEncoder:
-    """onnxruntime on the run's exported encoder, else on one exported to a temporary folder (removed once
-    the session has read it)."""
-    path = Path(run_path) / "export" / "encoder.onnx" if run_path is not None else None
-    if path is not None and path.exists():
-        return OnnxEncoder(path)
+    """onnxruntime on the run's exported encoder when it is at least as new as the run's weights (a resumed
+    run makes an old export stale), else on one exported to a temporary folder (removed once the session
+    has read it)."""
+    from .train.runs import WEIGHTS
+
+    if run_path is not None:
+        path, weights = Path(run_path) / "export" / "encoder.onnx", Path(run_path) / WEIGHTS
+        if path.exists() and (not weights.exists() or path.stat().st_mtime >= weights.stat().st_mtime):
+            try:
+                return OnnxEncoder(path)
+            except Exception as exc:  # onnxruntime raises its own exception types on a damaged file
+                raise RunError(f"{path}: not a usable ONNX model ({str(exc).splitlines()[0][:120]}); "
+                               f"re-export it with `aekit export {run_path}`") from None
     import shutil
 
     from .export import export_onnx
@@ -201,7 +222,7 @@ def encode_images(encoder: Callable[[torch.Tensor], np.ndarray], images: torch.T
                   show_progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (start, codes (B, D) float32) batch by batch."""
     with progress(len(images), "encode", show_progress) as bar:
-        for start, xb in zip(range(0, len(images), batch_size), batches(images, batch_size)):
+        for start, xb in batches(images, batch_size):
             z = np.asarray(encoder(xb), dtype=np.float32)
             bar.update(len(xb))
             yield start, z
@@ -276,7 +297,7 @@ def denoise_images(model, images: torch.Tensor, batch_size: int = 1024, noise=No
     model.eval()
     g = torch.Generator().manual_seed(seed)
     with progress(len(images), "denoise", show_progress) as bar, torch.inference_mode():
-        for start, xb in zip(range(0, len(images), batch_size), batches(images, batch_size)):
+        for start, xb in batches(images, batch_size):
             x = xb.to(torch.float32).mul_(1.0 / 255.0)
             if noise is not None:
                 x = noise(x, generator=g).clamp(0.0, 1.0)

@@ -13,6 +13,7 @@ import pkgutil
 import sys
 
 from . import __version__
+from .commands._common import positive_int
 from .errors import AekitError
 
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aekit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
-    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="CPU threads for torch and onnxruntime (default: one per core); use 1 per process "
                              "when several aekit processes share the cores")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,16 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
         module.add_commands(sub)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return n
 
 
 def set_threads(n: int) -> None:
@@ -72,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"aekit: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+    except OSError as exc:  # a missing file, a folder where a file should be, no permission, a full disk ...
         if args.debug:
             raise
-        print(f"aekit: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"aekit: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("aekit: interrupted", file=sys.stderr)

@@ -58,16 +58,17 @@ def export_onnx(model, out_dir: str | Path, parts=PARTS, opset: int = OPSET) -> 
 
     out_dir = Path(out_dir)
     model = model.eval().cpu()
-    paths: dict[str, Path] = {}
-    for name in parts:
+    protos = {}
+    for name in parts:  # every part is exported and checked before any file is written: no mismatched pair
         if name not in PARTS:
             raise ConfigError(f"unknown part {name!r}; use {', '.join(PARTS)}")
         module, example, in_name, out_name = _part(model, name)
-        proto = _to_onnx(module, example, in_name, out_name, opset)
-        onnx.checker.check_model(proto)
-        path = out_dir / f"{name}.onnx"
-        atomic_write(path, proto.SerializeToString())
-        paths[name] = path
+        protos[name] = _to_onnx(module, example, in_name, out_name, opset)
+        onnx.checker.check_model(protos[name])
+    paths: dict[str, Path] = {}
+    for name, proto in protos.items():
+        paths[name] = out_dir / f"{name}.onnx"
+        atomic_write(paths[name], proto.SerializeToString())
     return paths
 
 
@@ -106,17 +107,19 @@ def export_torchscript(model, out_dir: str | Path, parts=PARTS) -> dict[str, Pat
 
     out_dir = Path(out_dir)
     model = model.eval().cpu()
-    paths = {}
-    for name in parts:
+    blobs = {}
+    for name in parts:  # all traced before any file is written
         module, example, _, _ = _part(model, name)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(module, example)
         buf = io.BytesIO()
         torch.jit.save(traced, buf)
-        path = out_dir / f"{name}.pt"
-        atomic_write(path, buf.getvalue())
-        paths[name] = path
+        blobs[name] = buf.getvalue()
+    paths = {}
+    for name, blob in blobs.items():
+        paths[name] = out_dir / f"{name}.pt"
+        atomic_write(paths[name], blob)
     return paths
 
 

@@ -3,7 +3,7 @@ decode, ``score`` = minus the reconstruction error. Works in ``Pipeline``, ``Gri
 
 X is images (N, H, W), (N, H, W, C) or (N, C, H, W) — uint8, or floats in [0, 1] — or a table (N, D).
 Tables are min-max scaled per feature with the minimum and range learned in ``fit`` (values outside the
-fitted range are clipped), and read as (1, 1, D) "images" (use a dense model); give ``image_shape`` to
+fitted range are clipped; training sees them at 8-bit resolution, range/255, as aekit's data are uint8), and read as (1, 1, D) "images" (use a dense model); give ``image_shape`` to
 read flat rows as images instead, scaled like images. Training goes through ``aekit.train.train``
 (Lightning) into a temporary folder; the fitted model stays in memory (``model_``).
 """
@@ -132,6 +132,9 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def _unit_tensor(self, X) -> torch.Tensor:
         check_is_fitted(self, "model_")
         X = self._validate(X, reset=False)
+        if tuple(X.shape[1:]) != tuple(self.fit_shape_):
+            raise ValueError(f"X has samples of shape {tuple(X.shape[1:])}, but {type(self).__name__} was fitted "
+                             f"on samples of shape {tuple(self.fit_shape_)}")
         return torch.from_numpy(self._to_unit(X, reset=False))
 
     def transform(self, X) -> np.ndarray:

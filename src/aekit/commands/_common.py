@@ -18,6 +18,17 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 512,256, got {text!r}") from None
 
 
+def positive_int(text: str) -> int:
+    """'64' -> 64; zero, negatives and non-numbers are argument errors."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 def size(text: str) -> tuple[int, int]:
     """'32' -> (32, 32); '32x28' -> (32, 28)."""
     try:

@@ -21,7 +21,7 @@ def _input_options(p: argparse.ArgumentParser, split_default: str) -> None:
     p.add_argument("--image-size", type=c.size, default=None, metavar="H[xW]", help="resize the input images")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert the input to 1 or 3 channels")
     p.add_argument("--shape", type=c.shape3, default=None, metavar="CxHxW", help="shape of flat N x D arrays (default: the run's)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=c.positive_int, default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -31,7 +31,7 @@ def add_commands(sub) -> None:
                                    "(1 - contamination) quantile of the scores on the run's own train split.")
     _input_options(p, "test")
     p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"), help="recon: MSE; elbo/nll: VAEs")
-    p.add_argument("--samples", type=int, default=10, help="posterior samples for elbo / nll")
+    p.add_argument("--samples", type=c.positive_int, default=10, help="posterior samples for elbo / nll")
     p.add_argument("--contamination", type=float, default=0.1, help="expected share of anomalies in the train split")
     p.add_argument("--out", default="scores.csv", help="CSV: index, label, score, is_anomaly")
     p.set_defaults(func=cmd_anomaly)
@@ -44,7 +44,7 @@ def add_commands(sub) -> None:
     p.add_argument("--model", default="conv-ae")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--latent-dim", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=c.positive_int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"))
     p.add_argument("--classes", type=c.int_list, default=None, metavar="0,1,...", help="default: every class")
@@ -105,14 +105,17 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     run = c.load_run(args.run)
     det = AnomalyDetector(run, score=args.score, contamination=args.contamination, samples=args.samples,
                           batch_size=args.batch_size or 512)
-    det.fit(run.data().split("train")[0])
-    data, images, labels = _load(args, run)
+    data, images, labels = _load(args, run)  # the data to score: checked before the threshold is fitted
+    train_opts = {"data_dir": args.data_dir} if args.data_dir else {}
+    det.fit(run.data(**train_opts).split("train")[0], show_progress=args.progress)
     from ..anomaly import anomaly_scores
 
     scores = anomaly_scores(run.model, images, args.score, args.samples, args.batch_size or 512, show_progress=args.progress)
     flags = (scores > det.threshold_).astype(np.int64)
+    idx = data.splits.get(args.split) if args.split != "all" else None
+    rows_of = idx.tolist() if idx is not None else range(len(images))  # the row in the data set, not in the split
     rows = [{"index": i, "label": int(y), "score": f"{s:.6g}", "is_anomaly": int(f)}
-            for i, (y, s, f) in enumerate(zip(labels.tolist(), scores, flags))]
+            for i, y, s, f in zip(rows_of, labels.tolist(), scores, flags)]
     write_csv(Path(args.out), rows)
     print(f"{len(scores)} images of {data.name} [{args.split}] scored ({args.score}); threshold {det.threshold_:.6g} "
           f"(contamination {args.contamination}); {int(flags.sum())} flagged -> {args.out}")
@@ -170,15 +173,15 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from ..apply import denoise_images, write_images_npy, write_png
     from ..data import parse_noise
 
+    out = Path(args.out)
+    if out.suffix and out.suffix.lower() != ".npy":
+        raise ConfigError(f"{out}: unknown output format {out.suffix}; give a folder (PNG files) or a .npy file")
     run = c.load_run(args.run)
     noise = parse_noise(args.noise) if args.noise else None
     data, images, _ = _load(args, run)
-    out = Path(args.out)
     parts = denoise_images(run.model, images, args.batch_size or 1024, noise, args.seed, show_progress=args.progress)
     if out.suffix.lower() == ".npy":
         write_images_npy(out, tuple(images.shape), ((s, y) for s, _, y in parts))
-    elif out.suffix:
-        raise ConfigError(f"{out}: unknown output format {out.suffix}; give a folder (PNG files) or a .npy file")
     else:
         width = len(str(len(images) - 1))
         for start, x, y in parts:
