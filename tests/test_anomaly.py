@@ -115,6 +115,19 @@ def test_one_class_bench_cli(tmp_path, data_dir):
     assert not (tmp_path / "e.json").exists()
 
 
+def test_one_class_bench_checks_outputs_before_training(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    runs = tmp_path / "runs"
+    for flag, bad in (("--out", tmp_path / "afile" / "b.json"), ("--markdown", tmp_path / "afile" / "b.md"),
+                      ("--out", tmp_path)):
+        capsys.readouterr()
+        assert main(["anomaly-bench", "--dataset", "digits", "--model", "ae", "--epochs", "1", "--classes", "0",
+                     "--runs", str(runs), flag, str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("aekit: error:") and flag in err and "\n" not in err, err
+        assert not runs.exists()  # refused before any training
+
+
 def test_benchmark_markdown_beside_deep_svdd():
     table = benchmark_markdown({"per_class": {0: 90.0, 1: 99.0}, "mean": 94.5,
                                 "settings": {"model": "conv-ae", "score": "recon", "epochs": 2}})

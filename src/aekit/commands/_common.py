@@ -92,6 +92,24 @@ def write_json(path: Path, obj: Any) -> None:
     _w(Path(path), obj)
 
 
+def check_output_path(path: str | Path | None, what: str) -> None:
+    """Fail before a long job, not after it: ``path``'s folder must be creatable and writable."""
+    import os
+
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {path}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: no permission to write in {parent}; choose another path")
+
+
 def load_yaml(path: str) -> dict[str, Any]:
     import yaml
 

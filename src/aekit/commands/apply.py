@@ -128,6 +128,8 @@ def cmd_anomaly_bench(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    c.check_output_path(args.out, "--out")
+    c.check_output_path(args.markdown, "--markdown")
     opts = {"data_dir": args.data_dir} if args.data_dir else {}
     result = one_class_benchmark(args.dataset, args.model, args.epochs, args.classes, args.latent_dim, args.score,
                                  args.runs, args.batch_size, args.lr, args.seed, opts)
