@@ -237,3 +237,33 @@ def test_onnx_backend_skips_an_export_older_than_the_weights(trained_run, tmp_pa
     assert main(["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a usable ONNX model" in err and "aekit export" in err and "\n" not in err
+
+
+def test_encode_float_npy_converts_in_chunks(trained_run, tmp_path):
+    """A float32 .npy is checked and converted to uint8 a chunk at a time: numpy never holds a float copy
+    of the whole file (the uint8 result is a quarter of its size)."""
+    import tracemalloc
+
+    path = trained_run("ae", 2)
+    run, images, _ = _digits_images(path, "all")
+    n = 1_000_000  # 256 MB of float32 8x8 images
+    src = tmp_path / "floats.npy"
+    mm = np.lib.format.open_memmap(src, mode="w+", dtype=np.float32, shape=(n, 8, 8))
+    base = images.numpy()[:, 0].astype(np.float32) / 255
+    for start in range(0, n, len(base)):
+        mm[start : start + len(base)] = base[: n - start]
+    del mm
+    out = tmp_path / "codes.npy"
+    tracemalloc.start()
+    try:
+        assert main(["encode", str(path), "--data", str(src), "--backend", "torch", "--out", str(out), "--no-progress"]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    float_bytes = n * 64 * 4
+    assert peak < 0.5 * float_bytes, f"numpy peak {peak / 2**20:.0f} MiB for a {float_bytes / 2**20:.0f} MiB float file"
+    codes = np.load(out, mmap_mode="r")
+    with torch.no_grad():
+        ref = run.model.encode(images.float() / 255).numpy()
+    np.testing.assert_allclose(codes[: len(ref)], ref, atol=1e-5)
+    np.testing.assert_allclose(codes[len(ref) : 2 * len(ref)], ref, atol=1e-5)

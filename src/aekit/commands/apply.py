@@ -54,7 +54,10 @@ def add_commands(sub) -> None:
     p.add_argument("--markdown", default=None, metavar="MD", help="write the table as markdown")
     p.set_defaults(func=cmd_anomaly_bench)
 
-    p = sub.add_parser("encode", help="codes of data under a run's encoder, streamed to .npy/.npz/.parquet")
+    p = sub.add_parser("encode", help="codes of data under a run's encoder, streamed to .npy/.npz/.parquet",
+                       description="Encode data batch by batch. A uint8 .npy input is memory-mapped and never read "
+                                   "whole; a float .npy is converted to uint8 (a quarter of its size) a chunk at a "
+                                   "time; .npy codes are written through a memory map.")
     _input_options(p, "all")
     p.add_argument("--out", required=True, help="codes.npy | codes.npz (codes + labels) | codes.parquet")
     p.add_argument("--backend", default="auto", choices=("torch", "onnx", "auto"),

@@ -19,31 +19,50 @@ Y_KEYS = ("y", "labels", "y_train")
 _CHANNELS = (1, 3, 4)
 
 
+_CHUNK_VALUES = 1 << 22  # values converted at a time: a large float memmap never becomes one big float array
+
+
+def _row_chunks(a: np.ndarray) -> Iterator[slice]:
+    rows = max(1, _CHUNK_VALUES // max(1, a[0].size))
+    for start in range(0, len(a), rows):
+        yield slice(start, start + rows)
+
+
 def to_uint8(a: np.ndarray, what: str) -> np.ndarray:
     """Pixels as uint8: uint8 passes through untouched (no copy, a memmap stays a memmap); bool -> 0/255;
-    integers must lie in 0..255; floats must lie in [0, 1] and are scaled by 255."""
+    integers must lie in 0..255; floats must lie in [0, 1] and are scaled by 255. Other dtypes are checked
+    and converted a chunk of rows at a time, so memory holds the uint8 result (a quarter of a float32
+    input) plus one chunk: a float .npy larger than RAM/4 should be saved as uint8 first."""
     if a.dtype == np.uint8:
         return a
     if a.dtype == np.bool_:
         return a.astype(np.uint8, order="C") * np.uint8(255)
     if a.size == 0:
         return a.astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer):
-        lo, hi = int(a.min()), int(a.max())
-        if lo < 0 or hi > 255:
-            raise DataError(f"{what}: integer pixels must lie in 0..255, found {lo}..{hi}; rescale them first")
-        return a.astype(np.uint8, order="C")
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all():
+    is_int, is_float = np.issubdtype(a.dtype, np.integer), np.issubdtype(a.dtype, np.floating)
+    if not (is_int or is_float):
+        raise DataError(f"{what}: pixel dtype {a.dtype} is not supported; use uint8, integers 0..255 or floats in [0, 1]")
+    lo, hi = np.inf, -np.inf
+    for rows in _row_chunks(a):  # pass 1: check every value before converting any
+        blk = a[rows]
+        if is_float and not np.isfinite(blk).all():
             raise DataError(f"{what}: pixels contain NaN or infinity; clean the array first")
-        lo, hi = float(a.min()), float(a.max())
-        if lo < 0.0 or hi > 1.0:
-            raise DataError(
-                f"{what}: float pixels must lie in [0, 1], found {lo:g}..{hi:g}; "
-                "divide 0..255 values by 255 or save them as uint8"
-            )
-        return np.rint(a * 255.0).astype(np.uint8, order="C")
-    raise DataError(f"{what}: pixel dtype {a.dtype} is not supported; use uint8, integers 0..255 or floats in [0, 1]")
+        lo, hi = min(lo, blk.min()), max(hi, blk.max())
+    if is_int and (lo < 0 or hi > 255):
+        raise DataError(f"{what}: integer pixels must lie in 0..255, found {int(lo)}..{int(hi)}; rescale them first")
+    if is_float and (lo < 0.0 or hi > 1.0):
+        raise DataError(
+            f"{what}: float pixels must lie in [0, 1], found {float(lo):g}..{float(hi):g}; "
+            "divide 0..255 values by 255 or save them as uint8"
+        )
+    out = np.empty(a.shape, dtype=np.uint8)  # C-contiguous whatever the layout of `a`
+    for rows in _row_chunks(a):  # pass 2: convert
+        if is_float:
+            blk = np.multiply(a[rows], 255.0, dtype=np.float32)
+            out[rows] = np.rint(blk, out=blk)
+        else:
+            out[rows] = a[rows]
+    return out
 
 
 def to_nchw(a: np.ndarray, what: str, shape: tuple[int, int, int] | None = None) -> np.ndarray:
