@@ -100,6 +100,37 @@ def test_anomaly_cli_writes_scores(trained_run, tmp_path):
     assert main(["anomaly", str(path), "--data", str(tmp_path / "noise.npy"), "--split", "all",
                  "--out", str(tmp_path / "n.csv"), "--no-progress"]) == 0
     assert all(r["is_anomaly"] == "1" for r in csv.DictReader((tmp_path / "n.csv").open()))
+    # a file of one's own is scored whole by default (not a random test split of it)
+    assert main(["anomaly", str(path), "--data", str(tmp_path / "noise.npy"), "--out", str(tmp_path / "w.csv"),
+                 "--no-progress"]) == 0
+    assert [int(r["index"]) for r in csv.DictReader((tmp_path / "w.csv").open())] == list(range(20))
+
+
+def test_anomaly_cli_checks_the_output_before_scoring(trained_run, tmp_path, capsys):
+    path = str(trained_run(**AE))
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "dir.csv", tmp_path / "afile" / "s.csv"):
+        capsys.readouterr()
+        assert main(["anomaly", path, "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("aekit: error: --out") and str(out) in err and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dir.csv"]  # no temporary files left
+
+
+def test_scores_of_float_and_uint8_images_agree(trained_run):
+    run = load_run(trained_run(**AE))
+    test, _ = run.data().split("test")
+    ref = anomaly_scores(run.model, test)
+    np.testing.assert_allclose(anomaly_scores(run.model, test.float() / 255), ref, rtol=1e-5)  # not divided twice
+    np.testing.assert_allclose(anomaly_scores(run.model, test.numpy()[:, 0]), ref, rtol=1e-5)  # (N, H, W) numpy
+    # numpy scalars are fine as parameters; a wrong type is a typed one-line error
+    det = AnomalyDetector(run, contamination=np.float32(0.2), samples=np.int64(3)).fit(test)
+    assert det.threshold_ == pytest.approx(np.quantile(det.decision_scores_, 0.8))
+    with pytest.raises(ConfigError, match="seed"):
+        AnomalyDetector(run, seed="a")
+    with pytest.raises(ConfigError, match="batch_size"):
+        AnomalyDetector(run, batch_size=0)
 
 
 def test_one_class_bench_cli(tmp_path, data_dir):
@@ -113,6 +144,48 @@ def test_one_class_bench_cli(tmp_path, data_dir):
     assert "| 0 |" in md.read_text() and "Deep SVDD" in md.read_text()
     assert main(["anomaly-bench", "--dataset", "digits", "--classes", "", "--out", str(tmp_path / "e.json")]) == 2
     assert not (tmp_path / "e.json").exists()
+
+
+def test_one_class_run_keeps_its_one_class_data(tmp_path):
+    """A per-class run kept by anomaly-bench reloads as it was trained: train/val of its class only, the
+    whole test split; `aekit anomaly` on it fits the threshold on that class."""
+    runs = tmp_path / "runs"
+    assert main(["anomaly-bench", "--dataset", "digits", "--model", "ae", "--latent-dim", "4", "--epochs", "2",
+                 "--classes", "3", "--runs", str(runs), "--out", str(tmp_path / "b.json")]) == 0
+    run = load_run(runs / "class-3")
+    data = run.data()
+    for split in ("train", "val"):
+        assert len(data.split(split)[1]) > 0 and (data.split(split)[1] == 3).all()
+    assert set(data.split("test")[1].tolist()) == set(range(10))
+    # the benchmark's AUROC is the one a user gets from the kept run and `aekit anomaly`
+    assert main(["anomaly", str(runs / "class-3"), "--out", str(tmp_path / "s.csv"), "--no-progress"]) == 0
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    got = 100 * auroc(np.array([float(r["score"]) for r in rows]), np.array([int(r["label"]) != 3 for r in rows]))
+    assert got == pytest.approx(json.loads((tmp_path / "b.json").read_text())["per_class"]["3"], abs=0.01)
+
+
+def test_one_class_bench_refuses_bad_settings_before_training(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    runs = tmp_path / "runs"
+    base = ["anomaly-bench", "--dataset", "digits", "--model", "ae", "--epochs", "1", "--runs", str(runs)]
+    for extra, words in ((["--score", "elbo", "--classes", "0"], "needs a VAE"),
+                         (["--classes", "0,42"], "no class 42")):
+        capsys.readouterr()
+        assert main(base + extra) == 2
+        assert words in capsys.readouterr().err
+        assert not runs.exists()  # refused before the first training
+    (runs / "class-0").mkdir(parents=True)
+    assert main(base + ["--classes", "1,0"]) == 2
+    assert "class-0 already exists" in capsys.readouterr().err and not (runs / "class-1").exists()
+    d = load_digits()  # a test split with a single class: no AUROC can be measured
+    keep = d.target < 2
+    np.savez(tmp_path / "one.npz", x_train=d.images[keep].astype(np.uint8) * 15, y_train=d.target[keep],
+             x_test=(d.images[d.target == 0] * 15).astype(np.uint8), y_test=np.zeros((d.target == 0).sum(), int))
+    assert main(["anomaly-bench", "--dataset", str(tmp_path / "one.npz"), "--model", "ae", "--epochs", "1",
+                 "--classes", "0", "--out", str(tmp_path / "one.json")]) == 2
+    assert "needs images of class 0 and of other classes" in capsys.readouterr().err
+    assert not (tmp_path / "one.json").exists()
 
 
 def test_one_class_bench_checks_outputs_before_training(tmp_path, capsys):

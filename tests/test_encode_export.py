@@ -173,6 +173,10 @@ def test_bad_input_is_one_line_exit_2(trained_run, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")  # an output folder that is a file
     assert "afile" in _fail(["encode", path, "--out", str(tmp_path / "afile" / "c.npy")], capsys)
     assert "afile" in _fail(["export", path, "--out", str(tmp_path / "afile")], capsys)
+    (tmp_path / "dir.npy").mkdir()  # an output file name that is a folder: named as --out, not a temp file
+    assert "--out " + str(tmp_path / "dir.npy") + " is a folder" in _fail(["encode", path, "--out", str(tmp_path / "dir.npy")], capsys)
+    assert "is a folder" in _fail(["denoise", path, "--out", str(tmp_path / "dir.npy")], capsys)
+    assert "is a file" in _fail(["denoise", path, "--out", str(tmp_path / "afile")], capsys)
     for bs in ("0", "-3"):
         with pytest.raises(SystemExit) as exc:
             main(["encode", path, "--out", str(tmp_path / "c.npy"), "--batch-size", bs])

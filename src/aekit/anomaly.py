@@ -9,6 +9,7 @@ Scores (higher = more anomalous):
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ def anomaly_scores(model, images: torch.Tensor, score: str = "recon", samples: i
         raise ConfigError(f"score {score!r} needs a VAE (a likelihood); {model.name!r} has none: use score='recon'")
     if samples < 1:
         raise ConfigError(f"samples must be >= 1, got {samples}")
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8):
+        from .apply import as_image_tensor
+
+        images = as_image_tensor(images, model.input_shape)  # floats in [0, 1], numpy, other layouts -> uint8
     model.eval()
     g = torch.Generator().manual_seed(seed)
     out = np.empty(len(images), dtype=np.float64)
@@ -91,13 +96,15 @@ class AnomalyDetector:
                  batch_size: int = 512, seed: int = 0) -> None:
         if score not in SCORES:
             raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
-        if not (isinstance(contamination, (int, float)) and 0.0 < contamination <= 0.5):
+        if not (isinstance(contamination, numbers.Real) and 0.0 < contamination <= 0.5):
             raise ConfigError(f"contamination must be in (0, 0.5], got {contamination!r}")
-        from .apply import check_batch_size
-
-        if not (isinstance(samples, int) and samples >= 1):
-            raise ConfigError(f"samples must be a whole number >= 1, got {samples!r}")
-        self.batch_size = check_batch_size(batch_size)
+        for name, value in (("samples", samples), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ConfigError(f"seed must be a whole number, got {seed!r}")
+        samples, batch_size, seed = int(samples), int(batch_size), int(seed)
+        self.batch_size = batch_size
         self.model = _model_of(run_or_model)
         self.score = score
         self.contamination = float(contamination)
@@ -151,41 +158,50 @@ def one_class_benchmark(dataset: str = "mnist", model: str = "conv-ae", epochs: 
     import tempfile
     import time
 
-    from .data import ImageData, load_data
+    from .data import load_data
     from .registry import build_model
     from .train import TrainConfig, train
 
     opts = dict(data_options or {})
     data = load_data(dataset, seed=seed, **opts)
-    train_idx, test_idx = data.splits["train"], data.splits["test"]
     labels = data.labels
     if (labels < 0).all():
         raise DataError(f"{dataset}: the one-class benchmark needs labelled data")
     classes = list(range(len(data.class_names))) if classes is None else [int(c) for c in classes]
     if not classes:
         raise ConfigError("the class list is empty; leave it out to use every class")
-    test_images, test_labels = data.images[test_idx], labels[test_idx].numpy()
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=0, seed=seed, progress=progress)
+    # Everything that can fail is checked before the first (long) training.
+    views = {c: data.one_class(c, seed=seed) for c in classes}  # raises on unknown or empty classes
+    test_images, test_labels = data.split("test")
+    test_labels = test_labels.numpy()
+    for c in classes:
+        if not (test_labels == c).any() or (test_labels == c).all():
+            raise DataError(f"{dataset}: the test split needs images of class {c} and of other classes to "
+                            f"measure an AUROC; it has {int((test_labels == c).sum())} of {len(test_labels)}")
+    torch.manual_seed(seed)
+    probe = build_model(model, input_shape=data.shape, latent_dim=latent_dim, **(model_options or {}))
+    if score != "recon" and not hasattr(probe, "log_importance_weights"):
+        raise ConfigError(f"score {score!r} needs a VAE (a likelihood); {model!r} has none: use the recon score")
     scratch = tempfile.TemporaryDirectory(prefix="aekit-oneclass-") if out_dir is None else None
     root = Path(out_dir) if out_dir is not None else Path(scratch.name)  # per-class runs: kept only when asked
+    for c in classes:
+        if (root / f"class-{c}").exists():
+            raise ConfigError(f"{root / f'class-{c}'} already exists; choose another folder for the per-class runs")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} is a file; choose a folder for the per-class runs")
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=0, seed=seed, progress=progress)
     results: dict[int, float] = {}
     t0 = time.perf_counter()
     try:
         for c in classes:
-            idx = train_idx[labels[train_idx] == c]
-            if len(idx) == 0:
-                raise DataError(f"{dataset}: class {c} has no training images")
-            n_val = max(1, len(idx) // 10)
-            perm = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
-            sub = ImageData(images=data.images[perm], labels=labels[perm], class_names=data.class_names,
-                            splits={"train": torch.arange(n_val, len(perm)), "val": torch.arange(n_val),
-                                    "test": torch.arange(0)}, name=f"{dataset}[class {c}]")
             torch.manual_seed(seed)
             m = build_model(model, input_shape=data.shape, latent_dim=latent_dim, **(model_options or {}))
-            run = train(m, sub, cfg, root / f"class-{c}", data_options={"spec": dataset, "one_class": c})
+            run = train(m, views[c], cfg, root / f"class-{c}",
+                        data_options={**opts, "spec": dataset, "seed": seed, "one_class": c})
             s = anomaly_scores(run.model, test_images, score)
             results[c] = round(100.0 * auroc(s, test_labels != c), 2)
-            log(f"class {c}: AUROC {results[c]:.2f}% ({len(idx)} train images, {time.perf_counter() - t0:.0f}s so far)")
+            n_train = len(views[c].splits["train"]) + len(views[c].splits["val"])
+            log(f"class {c}: AUROC {results[c]:.2f}% ({n_train} train images, {time.perf_counter() - t0:.0f}s so far)")
     finally:
         if scratch is not None:
             scratch.cleanup()

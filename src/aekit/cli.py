@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = f": {exc.filename}" if exc.filename else ""
+        if getattr(exc, "filename2", None):  # a rename: the destination is what the user named
+            where += f" -> {exc.filename2}"
         print(f"aekit: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,14 +15,16 @@ def _input_options(p: argparse.ArgumentParser, split_default: str) -> None:
     p.add_argument("run", help="run folder")
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="data to process: mnist | digits | PATH (.npy/.npz/.csv/image folder); default: the run's own data")
-    p.add_argument("--split", default=split_default, choices=("train", "val", "test", "all"),
-                   help=f"which split of the data (default {split_default})")
+    p.add_argument("--split", default=None, choices=("train", "val", "test", "all"),
+                   help="which split of the data (default: all)" if split_default == "all" else
+                   f"which split of the data (default: {split_default} of the run's own data, all of --data)")
     p.add_argument("--data-dir", default=None, help="where named datasets are found")
     p.add_argument("--image-size", type=c.size, default=None, metavar="H[xW]", help="resize the input images")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert the input to 1 or 3 channels")
     p.add_argument("--shape", type=c.shape3, default=None, metavar="CxHxW", help="shape of flat N x D arrays (default: the run's)")
     p.add_argument("--batch-size", type=c.positive_int, default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(split_default=split_default)
 
 
 def add_commands(sub) -> None:
@@ -93,6 +95,8 @@ def _load(args, run):
     if args.data_dir:
         opts["data_dir"] = args.data_dir
     data = load_input(spec, run.model.input_shape, **opts)
+    if args.split is None:  # a file of the user's own is scored whole; the run's data by its held-out split
+        args.split = "all" if args.data is not None else args.split_default
     images, labels = data.split(args.split)
     if len(images) == 0:
         raise DataError(f"split {args.split!r} of {data.name} is empty; use --split all")
@@ -105,6 +109,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     from ..anomaly import AnomalyDetector
     from ..train.runs import write_csv
 
+    c.check_output_path(args.out, "--out")
     run = c.load_run(args.run)
     det = AnomalyDetector(run, score=args.score, contamination=args.contamination, samples=args.samples,
                           batch_size=args.batch_size or 512)
@@ -160,6 +165,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     suffix = Path(args.out).suffix.lower()
     if suffix not in CODE_FORMATS:
         raise ConfigError(f"{args.out}: unknown output format {suffix or '(none)'}; use {', '.join(CODE_FORMATS)}")
+    c.check_output_path(args.out, "--out")
     run = c.load_run(args.run)
     data, images, labels = _load(args, run)
     bs = args.batch_size or 4096
@@ -181,6 +187,10 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix and out.suffix.lower() != ".npy":
         raise ConfigError(f"{out}: unknown output format {out.suffix}; give a folder (PNG files) or a .npy file")
+    if out.suffix:
+        c.check_output_path(out, "--out")
+    elif out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the PNG files, or a .npy file")
     run = c.load_run(args.run)
     noise = parse_noise(args.noise) if args.noise else None
     data, images, _ = _load(args, run)

@@ -85,6 +85,21 @@ class ImageData:
             b = idx[start : start + batch_size]  # (B,)
             yield to_float(self.images[b]), self.labels[b]
 
+    def one_class(self, c: int, seed: int = 0, val_fraction: float = 0.1) -> "ImageData":
+        """The one-class view of Ruff et al. 2018: train and val hold only the train images of class ``c``
+        (a seeded ``val_fraction`` of them for validation); test stays the whole test split, every class.
+        Shares the images (no copy)."""
+        if not 0 <= int(c) < len(self.class_names):
+            raise DataError(f"{self.name}: no class {c}; its classes are 0..{len(self.class_names) - 1}")
+        train = self.splits["train"]
+        idx = train[self.labels[train] == int(c)]
+        if len(idx) == 0:
+            raise DataError(f"{self.name}: class {c} has no training images")
+        idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
+        n_val = max(1, int(round(len(idx) * val_fraction, 6)))
+        splits = {"train": idx[n_val:], "val": idx[:n_val], "test": self.splits.get("test", torch.arange(0))}
+        return ImageData(self.images, self.labels, self.class_names, splits, f"{self.name}[class {c}]")
+
     def describe(self) -> dict:
         """JSON-able summary: name, shape, size of each split, classes."""
         return {

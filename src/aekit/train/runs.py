@@ -134,6 +134,8 @@ class Run:
         data = load_data(d["spec"], **opts)
         if tuple(data.shape) != tuple(d["shape"]):
             raise RunError(f"dataset {d['spec']!r} now has shape {data.shape}, the run was trained on {tuple(d['shape'])}")
+        if d.get("one_class") is not None:  # a run of the one-class benchmark: trained on one class only
+            data = data.one_class(int(d["one_class"]), seed=int(d.get("seed", 0)))
         return data
 
     def metrics(self) -> list[dict[str, float]]:
