@@ -17,12 +17,8 @@ MODELS = list(list_models())
 def tiny(name: str, input_shape=(1, 8, 8), latent_dim=3):
     """A small config of each model: the generic checks need no per-model test code."""
     entry = get(name)
-    conv = entry.presets.get("arch") == "conv"
-    extra = {"filters": (8, 16), "kernel_sizes": (3, 3), "strides": (2, 2)} if conv else {}
-    if not conv and entry.presets.get("hidden_dims", (1,)):
-        extra["hidden_dims"] = (32,)
     torch.manual_seed(0)
-    return build_model(name, input_shape=input_shape, latent_dim=latent_dim, **extra)
+    return build_model(name, input_shape=input_shape, latent_dim=latent_dim, **entry.cls.tiny_options)
 
 
 def test_registry_lists_the_seed_models():
@@ -36,12 +32,13 @@ def test_shapes_round_trip(name, shape):
     model = tiny(name, shape)
     x = torch.rand(5, *shape)
     out = model(x)
-    assert out.x_hat.shape == x.shape and out.z.shape == (5, 3)
+    assert out.x_hat.shape == x.shape and out.z.shape == (5, *model.code_shape)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
-    assert "recon" in out.terms and "mse" in out.terms
+    assert "mse" in out.stats and "mse" not in out.terms  # diagnostics are not parts of the loss
+    assert out.loss.item() == pytest.approx(sum(t.item() for t in out.terms.values()), rel=1e-5, abs=1e-5)  # terms sum to it
     model.eval()
     z = model.encode(x)
-    assert z.shape == (5, 3)
+    assert z.shape == (5, *model.code_shape)
     x_hat = model.decode(z)
     assert x_hat.shape == x.shape and 0 <= x_hat.min() and x_hat.max() <= 1
 
@@ -89,7 +86,7 @@ def test_loss_falls_on_one_repeated_batch(name):
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-        assert all(torch.isfinite(t).all() for t in out.terms.values())
+        assert all(torch.isfinite(t).all() for t in [*out.terms.values(), *out.stats.values()])
     torch.manual_seed(2)
     assert model(x).loss.item() < 0.9 * first
 
@@ -151,7 +148,7 @@ def test_losses_are_summed_over_pixels(loss):
     expected = {"mse": err.sum(1).mean(), "rmse": err.mean(1).sqrt().mean(),
                 "bce": torch.nn.functional.binary_cross_entropy(out.x_hat, x, reduction="none").flatten(1).sum(1).mean()}[loss]
     assert out.terms["recon"].item() == pytest.approx(expected.item(), rel=1e-4)
-    assert out.terms["mse"].item() == pytest.approx(err.mean().item(), rel=1e-5)
+    assert out.stats["mse"].item() == pytest.approx(err.mean().item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("bad, match", [

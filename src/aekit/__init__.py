@@ -14,7 +14,7 @@ from .errors import AekitError, ConfigError, DataError, NoPriorError, RunError
 
 __all__ = [
     "AekitError", "ConfigError", "DataError", "NoPriorError", "RunError",
-    "load_data", "build_model", "list_models", "fit", "TrainConfig", "load_run",
+    "load_data", "build_model", "list_models", "fit", "TrainConfig", "load_run", "from_pretrained",
 ]
 
 
@@ -32,6 +32,10 @@ def __getattr__(name: str):  # lazy: `import aekit` stays fast for the CLI
         from .train import train
 
         return train
+    if name == "from_pretrained":
+        from .pretrained import from_pretrained
+
+        return from_pretrained
     if name in ("TrainConfig", "load_run"):
         from . import train as _train_pkg
 

@@ -17,8 +17,13 @@ from .commands._common import positive_int
 from .errors import AekitError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command`` (the word after ``aekit``), flags that need the model registry
+    (and so torch) are built only for that command, which keeps ``aekit --help`` fast."""
     from . import commands
+    from .commands import _common
+
+    _common.BUILDING = command
 
     parser = argparse.ArgumentParser(
         prog="aekit",
@@ -47,8 +52,30 @@ def set_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def _command_word(argv: list[str]) -> str:
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--threads":
+            i += 2
+            continue
+        if not argv[i].startswith("-"):
+            return argv[i]
+        i += 1
+    return ""
+
+
+def message(exc: AekitError) -> str:
+    """The one-line message; a library error that names a config parameter is shown with its flag."""
+    text = str(exc)
+    param = getattr(exc, "param", None)
+    if param and text.startswith(param):
+        text = "--" + param.replace("_", "-") + text[len(param):]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -61,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except AekitError as exc:
         if args.debug:
             raise
-        print(f"aekit: error: {exc}", file=sys.stderr)
+        print(f"aekit: error: {message(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a missing file, a folder where a file should be, no permission, a full disk ...
         if args.debug:

@@ -11,7 +11,12 @@ class DataError(AekitError, ValueError):
 
 
 class ConfigError(AekitError, ValueError):
-    """A model, training or command option is invalid."""
+    """A model, training or command option is invalid. ``param`` names the option (a config field); the CLI
+    shows it as its flag (``lr must be > 0`` -> ``--lr must be > 0``)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class RunError(AekitError):

@@ -10,6 +10,14 @@ from typing import Any
 from ..errors import ConfigError
 
 
+BUILDING: str | None = None  # the command being parsed ("" for none, None: build every command's flags)
+
+
+def builds(command: str) -> bool:
+    """Whether the parser being built needs ``command``'s full flags (those that import the model registry)."""
+    return BUILDING is None or BUILDING == command
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """'512,256' -> (512, 256); '' -> ()."""
     try:

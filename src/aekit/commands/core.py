@@ -12,12 +12,31 @@ from . import _common as c
 
 ORDER = 0
 
-# flag dest -> model config field (the flags a model may or may not have)
-MODEL_KEYS = ("latent_dim", "hidden_dims", "filters", "kernel_sizes", "strides", "batch_norm", "dropout", "loss",
-              "beta", "noise", "sparsity", "activation", "arch", "encoder", "decoder", "kl_warmup", "iwae_k")
-TRAIN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "patience", "seed", "precision", "devices",
-              "strategy", "accelerator", "binarize", "progress")
 OTHER_KEYS = ("model", "dataset", "out", "resume")
+
+
+def model_fields() -> dict[str, list[str]]:
+    """Every registered family's config field -> the models it applies to (flags and YAML keys come from
+    these; ``input_shape`` comes from the data)."""
+    import dataclasses
+
+    from ..registry import MODELS, get
+
+    get("ae")  # loads the registry
+    fields: dict[str, list[str]] = {}
+    for name, entry in MODELS.items():
+        for f in dataclasses.fields(entry.cls.Config):
+            if f.name != "input_shape":
+                fields.setdefault(f.name, []).append(name)
+    return fields
+
+
+def train_fields() -> tuple[str, ...]:
+    import dataclasses
+
+    from ..train.config import TrainConfig
+
+    return tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def add_commands(sub) -> None:
@@ -27,7 +46,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train a model and write a run folder",
                        description="Train an autoencoder with PyTorch Lightning. Options may also come from "
                                    "--config run.yaml (same names; flags override the file).")
-    add_train_options(p)
+    if c.builds("train"):
+        add_train_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("summary", help="Keras-like layer table of a run or a registered model")
@@ -45,56 +65,36 @@ def add_commands(sub) -> None:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
+    """Flags of `aekit train`: the model and training flags are made from the config dataclasses' fields
+    (type, default, help), so a new config field is a flag, a YAML key and a config.json entry at once."""
+    from ..options import add_flags
+    from ..registry import MODELS
+    from ..train.config import TrainConfig
+
     S = argparse.SUPPRESS  # options not given stay absent, so the config file and defaults can fill them
     p.add_argument("--config", default=None, metavar="YAML", help="options file (flags override it)")
     p.add_argument("--model", default=S, help="registered model name (see `aekit models`)")
     c.add_data_options(p)
-    m = p.add_argument_group("model")
-    m.add_argument("--latent-dim", type=int, default=S, help="code size (default 2)")
-    m.add_argument("--hidden-dims", type=c.int_list, default=S, metavar="512,256", help="dense layer widths")
-    m.add_argument("--filters", type=c.int_list, default=S, metavar="32,64,64,64", help="conv channels per layer")
-    m.add_argument("--kernel-sizes", type=c.int_list, default=S, metavar="3,3,3,3")
-    m.add_argument("--strides", type=c.int_list, default=S, metavar="1,2,2,1")
-    m.add_argument("--arch", choices=("dense", "conv"), default=S, help="body of dae / sparse-ae / vae")
-    m.add_argument("--encoder", choices=("strided", "maxpool"), default=S, help="conv encoder style")
-    m.add_argument("--decoder", choices=("transpose", "upsample"), default=S, help="conv decoder style")
-    m.add_argument("--activation", default=S, help="relu | leaky_relu | selu | elu | tanh | gelu")
-    m.add_argument("--batch-norm", action="store_true", default=S)
-    m.add_argument("--dropout", type=float, default=S)
-    m.add_argument("--loss", choices=("mse", "rmse", "bce"), default=S, help="reconstruction loss (default bce)")
-    m.add_argument("--beta", type=float, default=S, help="VAE: weight of the KL term")
-    m.add_argument("--kl-warmup", type=int, default=S, metavar="EPOCHS", help="VAE: linear KL warm-up epochs")
-    m.add_argument("--iwae-k", type=int, default=S, metavar="K", help="VAE: train on the IWAE bound with K samples")
-    m.add_argument("--noise", default=S, help="input corruption in training: gaussian:0.5 | saltpepper:0.1 | mask:0.3")
-    m.add_argument("--sparsity", type=float, default=S, help="L1 weight on the code")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=S, help="default 20")
-    t.add_argument("--batch-size", type=int, default=S, help="default 128")
-    t.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--weight-decay", type=float, default=S)
-    t.add_argument("--schedule", choices=("none", "cosine"), default=S, help="learning-rate schedule")
-    t.add_argument("--patience", type=int, default=S, help="early-stopping patience in epochs (0: off; default 10)")
-    t.add_argument("--seed", type=int, default=S)
-    t.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed", "64"), default=S)
-    t.add_argument("--devices", type=int, default=S)
-    t.add_argument("--strategy", default=S, help="auto | ddp")
-    t.add_argument("--accelerator", default=S, help="auto | cpu | gpu")
-    t.add_argument("--binarize", choices=("none", "dynamic", "static"), default=S, help="Bernoulli-binarise the data")
-    t.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
+    fields = model_fields()
+    everyone = len(MODELS)
+    note = {k: ("" if len(v) == everyone else ", ".join(v)) for k, v in fields.items()}
+    add_flags(p.add_argument_group("model (each applies to the models named in brackets, or to all)"),
+              [e.cls.Config for e in MODELS.values()], skip=("input_shape",), note=note)
+    add_flags(p.add_argument_group("training"), [TrainConfig])
     p.add_argument("--out", default=S, help="run folder (default runs/MODEL-DATASET)")
     p.add_argument("--resume", action="store_true", default=S, help="continue OUT from checkpoints/last.ckpt")
 
 
 def _merged_options(args: argparse.Namespace) -> dict[str, Any]:
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "debug", "command", "config")}
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "debug", "command", "config", "threads")}
     opts: dict[str, Any] = {}
     if args.config:
         opts.update(c.load_yaml(args.config))
-        known = set(MODEL_KEYS) | set(TRAIN_KEYS) | set(OTHER_KEYS) | set(c.DATA_KEYS)
+        known = set(model_fields()) | set(train_fields()) | set(OTHER_KEYS) | set(c.DATA_KEYS)
         unknown = sorted(set(opts) - known)
         if unknown:
             raise ConfigError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
-        for key in ("hidden_dims", "filters", "kernel_sizes", "strides", "image_size", "shape"):
+        for key in ("image_size", "shape"):
             if isinstance(opts.get(key), str):
                 opts[key] = c.int_list(opts[key].replace("x", ","))
     opts.update(given)
@@ -118,17 +118,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "out" not in opts:
             raise ConfigError("--resume needs --out RUN (the run folder to continue)")
         old = read_config(Path(opts["out"]))
-        for key in MODEL_KEYS:
-            if key in opts and old["model"]["config"].get(key) not in (opts[key], list(opts[key]) if isinstance(opts[key], tuple) else opts[key]):
-                raise ConfigError(f"--{key.replace('_', '-')} differs from the run being resumed; leave it out")
+        from ..registry import get
+
+        from ..options import coerce, fields
+
+        old_cfg = get(old["model"]["name"]).cls.Config.from_dict(old["model"]["config"])
+        known = fields(type(old_cfg))
+        for key in (k for k in model_fields() if k in opts):
+            if key not in known or coerce(key, known[key][1], opts[key]) != getattr(old_cfg, key):
+                raise ConfigError(f"{key} differs from the run being resumed; leave it out", param=key)
         model_spec, data_opts = old["model"], {k: v for k, v in old["data"].items() if k in ("spec", *c.DATA_KEYS, "seed")}
-        train_opts = {**old["train"], **{k: opts[k] for k in TRAIN_KEYS if k in opts}}
+        train_keys = train_fields()
+        train_opts = {**{k: v for k, v in old["train"].items() if k in train_keys}, **{k: opts[k] for k in train_keys if k in opts}}
     else:
         if "model" not in opts or "dataset" not in opts:
             raise ConfigError("train needs --model and --dataset (or a --config file that names them)")
         model_spec = None
         data_opts = {"spec": opts["dataset"], **{k: opts[k] for k in c.DATA_KEYS if k in opts}, "seed": opts.get("seed", 0)}
-        train_opts = {k: opts[k] for k in TRAIN_KEYS if k in opts}
+        train_opts = {k: opts[k] for k in train_fields() if k in opts}
     cfg = TrainConfig.from_dict(train_opts)
     out = Path(opts["out"]) if "out" in opts else _default_out(opts["model"], opts["dataset"])
 
@@ -141,10 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = model_from_dict(model_spec)
     else:
         entry = get(opts["model"])
-        overrides = {k: opts[k] for k in MODEL_KEYS if k in opts}
+        overrides = {k: opts[k] for k in model_fields() if k in opts}
         bad = sorted(k for k in overrides if k not in entry.cls.Config.__dataclass_fields__)
         if bad:
-            raise ConfigError(f"--{bad[0].replace('_', '-')} does not apply to model {opts['model']!r}")
+            raise ConfigError(f"{bad[0]} does not apply to model {opts['model']!r}", param=bad[0])
         import torch
 
         torch.manual_seed(cfg.seed)  # same seed -> same initial weights

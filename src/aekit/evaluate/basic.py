@@ -58,7 +58,7 @@ def evaluate(model, data, split: str = "test", *, iwae_samples: int = 0, batch_s
     model.eval()
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    is_vae = hasattr(model, "log_importance_weights")
+    is_vae = model.skip_reason("likelihood") is None
     if iwae_samples and not is_vae:
         raise ConfigError(f"--iwae-samples needs a VAE; {model.name!r} has no likelihood")
     sums: dict[str, float] = {}
@@ -76,9 +76,11 @@ def evaluate(model, data, split: str = "test", *, iwae_samples: int = 0, batch_s
             "psnr": psnr_per_image(x_hat, x).sum().item(),
             "loss": out.loss.item() * b,
         }
-        for key, t in out.terms.items():
-            if key not in ("mse", "elbo"):
-                vals[f"loss_{key}"] = float(t) * b
+        for key, t in out.terms.items():  # the parts of the loss ...
+            vals[f"loss_{key}"] = float(t) * b
+        for key, t in out.stats.items():  # ... and the model's own diagnostics, under their names
+            if key not in vals and key not in ("mse", "elbo"):
+                vals[key] = float(t) * b
         if is_vae:
             vals["elbo"] = model.log_importance_weights(x, 1, generator=g)[0].sum().item()
             if iwae_samples:

@@ -4,7 +4,7 @@ sparse (``sparse-ae``) are one module with different options.
 - denoising: ``noise`` corrupts the input in training only; the loss compares with the clean input
   (Vincent et al. 2008).
 - sparse: an L1 penalty on the code, ``sparsity * sum|z|`` per image (the activity regulariser of the Keras
-  article); ``terms["activation"]`` reports the mean absolute code value.
+  article); ``stats["activation"]`` reports the mean absolute code value.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..options import opt
 from ..registry import register
 from .base import Autoencoder, Output
 from .blocks import BodyConfig, build_body
@@ -22,12 +23,12 @@ from .blocks import BodyConfig, build_body
 
 @dataclass(frozen=True)
 class AEConfig(BodyConfig):
-    sparsity: float = 0.0
+    sparsity: float = opt(0.0, "L1 weight on the code (a sparse autoencoder)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.sparsity < 0:
-            raise ConfigError(f"sparsity must be >= 0, got {self.sparsity}")
+            raise ConfigError(f"sparsity must be >= 0, got {self.sparsity}", param="sparsity")
 
 
 @register("sparse-ae", "autoencoder with an L1 activity penalty on the code", sparsity=1e-4, hidden_dims=(512, 256))
@@ -41,6 +42,7 @@ class AEConfig(BodyConfig):
 @register("ae", "dense autoencoder with one hidden code layer (the shallow Keras model)", hidden_dims=())
 class AE(Autoencoder):
     Config = AEConfig
+    tiny_options = {"filters": (8, 16), "kernel_sizes": (3, 3), "strides": (2, 2), "hidden_dims": (32,)}
 
     def __init__(self, config: AEConfig) -> None:
         super().__init__(config)
@@ -56,10 +58,8 @@ class AE(Autoencoder):
     def forward(self, x: torch.Tensor) -> Output:
         z = self.encode(self.corrupt(x))
         logits = self.decode_logits(z)
-        terms = self.reconstruction_terms(logits, x)  # against the clean input
-        loss = terms["recon"]
+        terms, stats = self.reconstruction_terms(logits, x)  # against the clean input
         if self.config.sparsity > 0:
             terms["sparsity"] = self.config.sparsity * z.abs().sum(1).mean()
-            loss = loss + terms["sparsity"]
-        terms["activation"] = z.detach().abs().mean()
-        return Output(loss=loss, terms=terms, x_hat=torch.sigmoid(logits), z=z)
+        stats["activation"] = z.detach().abs().mean()
+        return Output(loss=sum(terms.values()), terms=terms, x_hat=torch.sigmoid(logits), z=z, stats=stats)

@@ -9,6 +9,7 @@ nats per image; ``terms["mse"]`` is always the per-pixel mean squared error, rep
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError, NoPriorError
+from ..options import from_dict, opt
 
 LOSSES = ("mse", "rmse", "bce")
 ACTIVATIONS = ("relu", "leaky_relu", "selu", "elu", "tanh", "gelu")
@@ -25,23 +27,46 @@ ACTIVATIONS = ("relu", "leaky_relu", "selu", "elu", "tanh", "gelu")
 
 @dataclass(frozen=True)
 class Output:
-    """What ``forward`` returns: the scalar loss, its named terms (detached diagnostics included), the
-    reconstruction in [0, 1] and the code used to make it."""
+    """What ``forward`` returns: the scalar loss; ``terms``, the weighted parts that sum to the loss
+    (``recon``, ``kl``, ``sparsity``, ``commit`` ...); ``stats``, detached diagnostics that are not part of it
+    (``mse``, ``elbo``, ``perplexity`` ...); the reconstruction in [0, 1] and the code used to make it."""
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
     x_hat: torch.Tensor
     z: torch.Tensor
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family can do beyond encode/decode/forward, declared on the class (never found with ``hasattr``).
+    Front ends ask :meth:`Autoencoder.skip_reason` and show only what applies.
+
+    - ``posterior``: ``posterior(x) -> (mean, logvar)``, each shaped like the code (a VAE).
+    - ``likelihood``: ``log_importance_weights(x, k, generator) -> (k, B)``, the IWAE bound on log p(x).
+    - ``prior``: ``sample(n, generator)`` draws new images (``prior_ready()`` says whether a second stage
+      must be trained first).
+    - ``conditional``: ``encode``/``decode`` also take labels ``y``.
+    - ``discrete``: codes are indices into a codebook (``encode_indices``, ``decode_indices``,
+      ``codebook_size``).
+    """
+
+    posterior: bool = False
+    likelihood: bool = False
+    prior: bool = False
+    conditional: bool = False
+    discrete: bool = False
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Fields every model shares. Subclasses add their own; all fields have defaults."""
 
-    input_shape: tuple[int, int, int] = (1, 28, 28)
-    latent_dim: int = 2
-    loss: str = "bce"
-    noise: str = "none"  # training-time input corruption; "gaussian:0.5" makes a denoising autoencoder
+    input_shape: tuple[int, int, int] = opt((1, 28, 28), "image shape C,H,W (set from the data when training)")
+    latent_dim: int = opt(2, "code size (VQ: the dimension of each codebook vector)")
+    loss: str = opt("bce", "reconstruction loss", choices=LOSSES)
+    noise: str = opt("none", "input corruption in training: gaussian:0.5 | saltpepper:0.1 | mask:0.3 (a denoising AE)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # JSON gives lists back; keep tuples so configs stay hashable
@@ -49,11 +74,11 @@ class ModelConfig:
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ConfigError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
+            raise ConfigError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}", param="input_shape")
         if self.latent_dim < 1:
-            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
+            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}", param="latent_dim")
         if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}", param="loss")
         from ..data.noise import parse_noise
 
         parse_noise(self.noise)  # raises ConfigError on a bad spec
@@ -63,29 +88,97 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        hints = typing.get_type_hints(cls)
-        clean = {}
-        for key, value in values.items():
-            if isinstance(value, list) or (hints.get(key) and "tuple" in str(hints[key]) and isinstance(value, (list, tuple))):
-                value = tuple(value)
-            clean[key] = value
-        try:
-            return cls(**clean)
-        except TypeError as exc:
-            raise ConfigError(f"bad {cls.__name__}: {exc}") from None
+        return from_dict(cls, values, "model")
 
 
-class Autoencoder(nn.Module):
+FEATURES = ("posterior", "likelihood", "prior", "conditional", "discrete", "flat", "plane")
+
+
+class Trainable(nn.Module):
+    """What the training engine needs of a module: ``forward(x) -> Output`` plus a recipe. Autoencoders and
+    second stages (a prior over codes) both are Trainable, so one LightningModule trains them all."""
+
+    def make_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
+        """Named optimizers for ``cfg`` (a TrainConfig); their order and names form the optimizer layout that a
+        resumed run must match. Default: one Adam over every parameter."""
+        return {"model": adam(self.parameters(), cfg)}
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, step) -> Output:
+        """One optimisation step on a batch; ``step(name, loss)`` back-propagates ``loss`` and steps the named
+        optimizer. Returns the Output whose terms and stats are logged."""
+        out = self(x)
+        step("model", out.loss)
+        return out
+
+    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
+        """Called by the trainer before each training epoch (schedules such as KL warm-up); no-op here."""
+
+
+class Autoencoder(Trainable):
     """Base class: subclasses set ``Config``, build layers in ``__init__`` and implement
-    ``encode``, ``decode_logits`` and ``forward``."""
+    ``encode``, ``decode_logits`` and ``forward``.
+
+    A family may also supply its training recipe: :meth:`make_optimizers` (one fused Adam by default) and
+    :meth:`training_step`, which gets a ``step(name, loss)`` callable from the engine (zero-grad, backward,
+    gradient clipping, optimizer step, with precision and DDP handled by Lightning). A second stage (a prior
+    trained on the frozen codes) is listed in ``stages`` and built by :meth:`stage`.
+    """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
-    has_prior: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    stages: ClassVar[tuple[str, ...]] = ()  # names of second-stage models this family can train (e.g. "prior")
+    # options that make a small, fast instance for the contract tests (the test suite needs no per-family code)
+    tiny_options: ClassVar[dict[str, Any]] = {}
     name: str = "autoencoder"  # set by the registry to the registered (preset) name
+
+    @property
+    def has_prior(self) -> bool:
+        """The model can draw new images now (its prior exists and, if it is a second stage, is trained)."""
+        return self.capabilities.prior and self.prior_ready()
+
+    def prior_ready(self) -> bool:
+        return self.capabilities.prior
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        """Shape of one code: ``(D,)`` for flat codes, ``(D, h, w)`` for a spatial grid of D-dim vectors."""
+        return (self.config.latent_dim,)
+
+    @property
+    def code_size(self) -> int:
+        """Numbers in one code (the width of a flattened code)."""
+        return int(math.prod(self.code_shape))
+
+    def skip_reason(self, feature: str) -> str | None:
+        """None when the model supports ``feature`` (one of :data:`FEATURES`), else a one-line reason that a
+        front end shows for what it skips."""
+        if feature not in FEATURES:
+            raise ValueError(f"unknown feature {feature!r}; one of {', '.join(FEATURES)}")
+        caps = self.capabilities
+        if feature == "flat":
+            return None if len(self.code_shape) == 1 else f"{self.name} has a spatial code {self.code_shape}, not a flat vector"
+        if feature == "plane":
+            if len(self.code_shape) != 1:
+                return f"{self.name} has a spatial code {self.code_shape}, not a 2-D plane"
+            return None if self.code_shape[0] == 2 else f"needs a 2-D code; {self.name} has {self.code_shape[0]} dimensions"
+        if feature == "prior":
+            if not caps.prior:
+                return f"{self.name} has no prior to sample from"
+            return None if self.prior_ready() else self.prior_hint()
+        if getattr(caps, feature):
+            return None
+        what = {"posterior": "posterior q(z|x) (needs a VAE)", "likelihood": "likelihood bound (needs a VAE)",
+                "conditional": "label conditioning", "discrete": "discrete codebook"}[feature]
+        return f"{self.name} has no {what}"
+
+    def prior_hint(self) -> str:
+        """What to do when the prior must be trained first (families with a second-stage prior override it)."""
+        return f"{self.name}'s prior is not trained yet"
+
+    def stage(self, name: str):
+        """The second-stage model ``name`` (from ``stages``): an ``nn.Module`` with ``forward(x) -> Output``,
+        ``make_optimizers``, ``training_step``). None here."""
+        raise ConfigError(f"{self.name} has no stage {name!r}; stages: {', '.join(self.stages) or 'none'}")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -117,19 +210,27 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.capabilities.prior and not self.prior_ready():
+            raise NoPriorError(self.prior_hint())
         raise NoPriorError(
             f"model {self.name!r} has no prior to sample from; use a VAE, or aekit.explore's fitted-Gaussian sampler"
         )
 
-    def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
-        """Called by the trainer before each training epoch (schedules such as KL warm-up); no-op here."""
+    # --- saving without a run folder ------------------------------------------------------------------
+    def save_pretrained(self, directory) -> None:
+        """Write ``config.json`` (name + config) and ``model.safetensors`` to ``directory``; reload with
+        :func:`aekit.from_pretrained`."""
+        from ..pretrained import save_pretrained
+
+        save_pretrained(self, directory)
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         """Training-time input corruption (denoising autoencoders); identity in eval mode."""
         return self.noise(x) if self.training and self.noise.kind != "none" else x
 
-    def reconstruction_terms(self, logits: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``recon`` in the configured loss (summed over pixels, mean over batch) and per-pixel ``mse``."""
+    def reconstruction_terms(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(terms, stats): ``recon`` in the configured loss (summed over pixels, mean over batch) and the
+        per-pixel ``mse`` diagnostic."""
         x_hat = torch.sigmoid(logits)
         sq = (x_hat - x).pow(2).flatten(1)  # (B, P)
         mse = sq.mean()
@@ -140,4 +241,11 @@ class Autoencoder(nn.Module):
             recon = sq.sum(1).mean()
         else:  # rmse, as the Keras articles' custom loss: root of the per-image mean squared error
             recon = sq.mean(1).clamp_min(1e-12).sqrt().mean()
-        return {"recon": recon, "mse": mse.detach()}
+        return {"recon": recon}, {"mse": mse.detach()}
+
+
+def adam(params, cfg, lr_scale: float = 1.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """Adam with the run's learning rate and weight decay. Fused: one kernel per step instead of ~10 small ops
+    per parameter (CPU and CUDA, torch >= 2.4)."""
+    params = [p for p in params if p.requires_grad]
+    return torch.optim.Adam(params, lr=cfg.lr * lr_scale, betas=betas, weight_decay=cfg.weight_decay, fused=True)

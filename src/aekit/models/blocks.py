@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..options import opt
 from .base import ACTIVATIONS, ModelConfig
 
 
@@ -32,23 +33,23 @@ def activation(name: str) -> nn.Module:
 class BodyConfig(ModelConfig):
     """Architecture fields: ``arch`` picks the dense or the convolutional body."""
 
-    arch: str = "dense"
-    hidden_dims: tuple[int, ...] = (512, 256)
-    filters: tuple[int, ...] = (32, 64, 64, 64)
-    kernel_sizes: tuple[int, ...] = (3, 3, 3, 3)
-    strides: tuple[int, ...] = (1, 2, 2, 1)
-    encoder: str = "strided"  # conv only: "strided" convs, or "maxpool" (stride-1 conv + max-pool)
-    decoder: str = "transpose"  # conv only: "transpose" convs, or "upsample" (upsampling + conv)
-    activation: str = "relu"
-    batch_norm: bool = False
-    dropout: float = 0.0
+    arch: str = opt("dense", "body: dense layers or a conv stack", choices=("dense", "conv"))
+    hidden_dims: tuple[int, ...] = opt((512, 256), "dense layer widths", metavar="512,256")
+    filters: tuple[int, ...] = opt((32, 64, 64, 64), "conv channels per layer", metavar="32,64,64,64")
+    kernel_sizes: tuple[int, ...] = opt((3, 3, 3, 3), "conv kernel size per layer", metavar="3,3,3,3")
+    strides: tuple[int, ...] = opt((1, 2, 2, 1), "conv stride per layer", metavar="1,2,2,1")
+    encoder: str = opt("strided", "conv encoder: strided convs, or stride-1 conv + max-pool", choices=("strided", "maxpool"))
+    decoder: str = opt("transpose", "conv decoder: transposed convs, or upsampling + conv", choices=("transpose", "upsample"))
+    activation: str = opt("relu", "hidden activation", choices=ACTIVATIONS)
+    batch_norm: bool = opt(False, "batch normalisation after each hidden layer")
+    dropout: float = opt(0.0, "dropout after each hidden layer")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.arch not in ("dense", "conv"):
-            raise ConfigError(f"arch must be 'dense' or 'conv', got {self.arch!r}")
+            raise ConfigError(f"arch must be 'dense' or 'conv', got {self.arch!r}", param="arch")
         if any(int(h) < 1 for h in self.hidden_dims):
-            raise ConfigError(f"hidden_dims must be positive, got {self.hidden_dims}")
+            raise ConfigError(f"hidden_dims must be positive, got {self.hidden_dims}", param="hidden_dims")
         if self.arch == "conv":
             n = len(self.filters)
             if n == 0 or len(self.kernel_sizes) != n or len(self.strides) != n:
@@ -59,13 +60,13 @@ class BodyConfig(ModelConfig):
             if min(self.filters) < 1 or min(self.kernel_sizes) < 1 or min(self.strides) < 1:
                 raise ConfigError("filters, kernel_sizes and strides must be positive")
         if self.encoder not in ("strided", "maxpool"):
-            raise ConfigError(f"encoder must be 'strided' or 'maxpool', got {self.encoder!r}")
+            raise ConfigError(f"encoder must be 'strided' or 'maxpool', got {self.encoder!r}", param="encoder")
         if self.decoder not in ("transpose", "upsample"):
-            raise ConfigError(f"decoder must be 'transpose' or 'upsample', got {self.decoder!r}")
+            raise ConfigError(f"decoder must be 'transpose' or 'upsample', got {self.decoder!r}", param="decoder")
         if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}", param="activation")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}", param="dropout")
 
 
 def mlp(dims: list[int], cfg: BodyConfig, last_plain: bool = True) -> nn.Sequential:

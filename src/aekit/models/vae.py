@@ -22,25 +22,26 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from ..options import opt
 from ..registry import register
-from .base import Autoencoder, Output
+from .base import Autoencoder, Capabilities, Output
 from .blocks import BodyConfig, build_body
 
 
 @dataclass(frozen=True)
 class VAEConfig(BodyConfig):
-    beta: float = 1.0
-    kl_warmup: int = 0  # epochs of linear KL warm-up (0: off)
-    iwae_k: int = 1  # importance samples of the training objective (1: the ELBO)
+    beta: float = opt(1.0, "weight of the KL term (beta-VAE: 4)")
+    kl_warmup: int = opt(0, "epochs of linear KL warm-up, 0: off", metavar="EPOCHS")
+    iwae_k: int = opt(1, "importance samples of the training objective (1: the ELBO; K > 1: the IWAE bound)", metavar="K")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.beta < 0:
-            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+            raise ConfigError(f"beta must be >= 0, got {self.beta}", param="beta")
         if self.kl_warmup < 0:
-            raise ConfigError(f"kl_warmup must be >= 0 epochs, got {self.kl_warmup}")
+            raise ConfigError(f"kl_warmup must be >= 0 epochs, got {self.kl_warmup}", param="kl_warmup")
         if self.iwae_k < 1:
-            raise ConfigError(f"iwae_k must be >= 1, got {self.iwae_k}")
+            raise ConfigError(f"iwae_k must be >= 1, got {self.iwae_k}", param="iwae_k")
         if self.iwae_k > 1 and self.loss != "bce":
             raise ConfigError("iwae_k > 1 needs loss=bce (a Bernoulli likelihood)")
 
@@ -50,7 +51,8 @@ class VAEConfig(BodyConfig):
 @register("vae", "variational autoencoder, dense (Kingma & Welling 2014)", hidden_dims=(512,))
 class VAE(Autoencoder):
     Config = VAEConfig
-    has_prior = True
+    tiny_options = {"filters": (8, 16), "kernel_sizes": (3, 3), "strides": (2, 2), "hidden_dims": (32,)}
+    capabilities = Capabilities(posterior=True, likelihood=True, prior=True)
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__(config)
@@ -82,13 +84,13 @@ class VAE(Autoencoder):
         mu, logvar = self.posterior(self.corrupt(x))
         z = self.reparameterize(mu, logvar)  # sampled in eval too: the loss stays an honest ELBO estimate
         logits = self.decode_logits(z)
-        terms = self.reconstruction_terms(logits, x)
+        terms, stats = self.reconstruction_terms(logits, x)
         # KL(N(mu, sigma^2) || N(0, I)) in closed form, summed over dims (Kingma & Welling 2014, appendix B)
-        kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, D)
-        terms["kl"] = kl_dims.sum(1).mean()
-        loss = terms["recon"] + self._beta() * terms["kl"]
-        terms["elbo"] = -(terms["recon"] + terms["kl"]).detach()  # beta=1 bound, whatever beta trains
-        return Output(loss=loss, terms=terms, x_hat=torch.sigmoid(logits), z=z)
+        kl = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(1).mean()  # (B, D) -> sum over D, mean over B
+        terms["kl"] = self._beta() * kl  # the weighted part of the loss; the raw KL is a stat
+        stats["kl_nats"] = kl.detach()
+        stats["elbo"] = -(terms["recon"] + kl).detach()  # beta=1 bound, whatever beta trains
+        return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=torch.sigmoid(logits), z=z, stats=stats)
 
     def _beta(self) -> float:
         # the warm-up applies to training steps only: validation scores the full objective
@@ -103,12 +105,11 @@ class VAE(Autoencoder):
         bound = torch.logsumexp(log_w, 0) - math.log(k)  # (B,)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
         logits0 = self.decode_logits(z[0])  # one sample's reconstruction, for the diagnostics
-        terms = self.reconstruction_terms(logits0, x)
-        terms["kl"] = kl.detach()
-        terms["iwae"] = bound.mean().detach()
-        terms["elbo"] = (log_px_z + log_pz_qz).mean().detach()  # the k = 1 bound, averaged over the k draws
-        terms["recon"] = terms["recon"].detach()
-        return Output(loss=-bound.mean(), terms=terms, x_hat=torch.sigmoid(logits0), z=z[0])
+        recon, stats = self.reconstruction_terms(logits0, x)
+        stats.update(recon={k: v.detach() for k, v in recon.items()}["recon"], kl_nats=kl.detach(),
+                     elbo=(log_px_z + log_pz_qz).mean().detach())  # the k = 1 bound, averaged over the k draws
+        loss = -bound.mean()
+        return Output(loss=loss, terms={"iwae": loss}, x_hat=torch.sigmoid(logits0), z=z[0], stats=stats)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         p = next(self.parameters())

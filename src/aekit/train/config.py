@@ -1,4 +1,5 @@
-"""Training options, as one frozen dataclass stored in the run folder's config.json."""
+"""Training options, as one frozen dataclass stored in the run folder's config.json. Each field's help is its
+CLI flag's help (``aekit.options``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import from_dict, opt
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "64")
 BINARIZE = ("none", "dynamic", "static")
@@ -14,44 +16,43 @@ BINARIZE = ("none", "dynamic", "static")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "none"  # "cosine": cosine decay of the learning rate over the epochs
-    patience: int = 10  # early stopping on the validation loss; 0 turns it off
-    seed: int = 0
-    precision: str = "32"
-    devices: int = 1
-    strategy: str = "auto"  # "ddp" for several processes (gloo on CPU, NCCL on GPUs)
-    accelerator: str = "auto"
-    binarize: str = "none"  # "dynamic": resample Bernoulli(pixel) every batch; "static": once, seeded
-    progress: bool = True
+    epochs: int = opt(20, "training epochs")
+    batch_size: int = opt(128, "images per batch")
+    lr: float = opt(1e-3, "Adam learning rate")
+    weight_decay: float = opt(0.0, "Adam weight decay")
+    schedule: str = opt("none", "learning-rate schedule (cosine: decay over the epochs)", choices=("none", "cosine"))
+    grad_clip: float = opt(0.0, "clip each optimizer's gradient norm to this value, 0: off")
+    patience: int = opt(10, "early stopping on the validation loss after this many epochs without progress, 0: off")
+    seed: int = opt(0, "seed of the splits, initial weights and batches")
+    precision: str = opt("32", "numeric precision", choices=PRECISIONS)
+    devices: int = opt(1, "processes/GPUs")
+    strategy: str = opt("auto", "auto | ddp (several processes: gloo on CPU, NCCL on GPUs)", metavar="auto|ddp")
+    accelerator: str = opt("auto", "auto | cpu | gpu", metavar="auto|cpu|gpu")
+    binarize: str = opt("none", "Bernoulli-binarise the data: resample every batch (dynamic) or once, seeded (static)",
+                        choices=BINARIZE)
+    progress: bool = opt(True, "progress bar")
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "devices": self.devices}
-        for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("epochs", "batch_size", "devices"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}", param=name)
         if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+            raise ConfigError(f"lr must be > 0, got {self.lr}", param="lr")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}", param="weight_decay")
+        if not self.grad_clip >= 0:
+            raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}", param="grad_clip")
         if self.patience < 0:
-            raise ConfigError(f"--patience must be >= 0, got {self.patience}")
-        if str(self.precision) not in PRECISIONS:
-            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ConfigError(f"patience must be >= 0, got {self.patience}", param="patience")
         object.__setattr__(self, "precision", str(self.precision))
-        if self.binarize not in BINARIZE:
-            raise ConfigError(f"--binarize must be one of {', '.join(BINARIZE)}, got {self.binarize!r}")
-        if self.schedule not in ("none", "cosine"):
-            raise ConfigError(f"--schedule must be 'none' or 'cosine', got {self.schedule!r}")
+        for name, allowed in (("precision", PRECISIONS), ("binarize", BINARIZE), ("schedule", ("none", "cosine"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", param=name)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**values)
+        return from_dict(cls, values, "training")

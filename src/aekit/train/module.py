@@ -1,9 +1,13 @@
-"""The LightningModule that trains any model of the contract.
+"""The LightningModule that trains any model of the contract — every family, and second stages too.
+
+Optimisation is manual: the model supplies its recipe (``make_optimizers`` and ``training_step``) and gets a
+:class:`Step` that does zero-grad, backward, gradient clipping and the optimizer step through Lightning (so
+precision plugins, DDP gradient sync and checkpointing of every optimizer's state stay Lightning's job).
+A one-optimizer family uses the base recipe; VAE-GAN brings three optimizers without touching this file.
 
 Per-step work is kept to the model's own forward/backward: loss terms are summed into one tensor per split
 (no ``self.log`` per step, which costs more than a small MLP step), and the epoch means are computed once,
-reduced across ranks, and logged at the end of the epoch. Optimisation is manual so that families with two
-optimizers (VAE-GAN) can override ``training_step`` without changing the engine.
+reduced across ranks, and logged at the end of the epoch.
 """
 
 from __future__ import annotations
@@ -13,15 +17,34 @@ import time
 import lightning as L
 import torch
 
-from ..models import Autoencoder
+from ..errors import ConfigError
 from .config import TrainConfig
 
 
+class Step:
+    """``step(name, loss)``: back-propagate ``loss`` and step the optimizer called ``name``.
+
+    Gradients are zeroed right before the backward pass, so each optimizer sees only the gradient of the loss
+    it was given (a discriminator loss does not leak into the encoder's update)."""
+
+    def __init__(self, lit: "LitAutoencoder", optimizers: dict) -> None:
+        self.lit, self.optimizers = lit, optimizers
+
+    def __call__(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        self.lit.manual_backward(loss, retain_graph=retain_graph)
+        if self.lit.cfg.grad_clip > 0:
+            self.lit.clip_gradients(opt, gradient_clip_val=self.lit.cfg.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+
+
 class LitAutoencoder(L.LightningModule):
-    def __init__(self, model: Autoencoder, cfg: TrainConfig) -> None:
+    def __init__(self, model, cfg: TrainConfig) -> None:
         super().__init__()
         self.model, self.cfg = model, cfg
         self.automatic_optimization = False
+        self.optimizer_names: list[str] = []
         self._keys: dict[str, list[str]] = {}
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
@@ -29,10 +52,12 @@ class LitAutoencoder(L.LightningModule):
         self._cached: tuple[int, dict[str, float]] | None = None
 
     # --- accumulation --------------------------------------------------------------------------------
-    def _accumulate(self, split: str, loss: torch.Tensor, terms: dict[str, torch.Tensor], n: int) -> None:
+    def _accumulate(self, split: str, out, n: int) -> None:
+        """Loss terms go to ``loss_<term>`` columns, diagnostics (``stats``) under their own names."""
         if split not in self._keys:
-            self._keys[split] = ["loss", *terms]
-        values = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms.values())]) * n
+            self._keys[split] = ["loss", *(f"loss_{k}" for k in out.terms), *out.stats]
+        parts = [out.loss, *out.terms.values(), *out.stats.values()]
+        values = torch.stack([t.detach().float().reshape(()) for t in parts]) * n
         self._sums[split] = values if split not in self._sums else self._sums[split] + values
         self._counts[split] = self._counts.get(split, 0) + n
 
@@ -40,20 +65,19 @@ class LitAutoencoder(L.LightningModule):
         self._sums.pop(split, None)
         self._counts[split] = 0
 
+    def _optimizers(self) -> list:
+        opts = self.optimizers()
+        return opts if isinstance(opts, list) else [opts]
+
     # --- steps ---------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        x, _ = batch
-        opt = self.optimizers()
-        out = self.model(x)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(out.loss)
-        opt.step()
-        self._accumulate("train", out.loss, out.terms, x.shape[0])
+        x, y = batch
+        out = self.model.training_step(x, y, Step(self, dict(zip(self.optimizer_names, self._optimizers()))))
+        self._accumulate("train", out, x.shape[0])
 
     def validation_step(self, batch, batch_idx):
         x, _ = batch
-        out = self.model(x)
-        self._accumulate("val", out.loss, out.terms, x.shape[0])
+        self._accumulate("val", self.model(x), x.shape[0])
 
     # --- epochs --------------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -79,7 +103,7 @@ class LitAutoencoder(L.LightningModule):
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             means = (sums[:-1] / sums[-1].clamp_min(1)).tolist()
             row.update({f"{split}_{k}": v for k, v in zip(self._keys[split], means)})
-        row["lr"] = float(self.optimizers().param_groups[0]["lr"])
+        row["lr"] = float(self._optimizers()[0].param_groups[0]["lr"])
         row["seconds"] = time.perf_counter() - self._epoch_start
         self._cached = (self.current_epoch, row)
         return row
@@ -88,14 +112,16 @@ class LitAutoencoder(L.LightningModule):
         row = self.epoch_metrics()
         # logged once per epoch: the checkpoint and early-stopping callbacks monitor these
         self.log_dict({k: v for k, v in row.items() if k != "epoch"}, on_epoch=True, sync_dist=False)
-        sched = self.lr_schedulers()
-        if sched is not None:
+        scheds = self.lr_schedulers()
+        for sched in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
             sched.step()
 
     def configure_optimizers(self):
-        # fused Adam: one kernel per step instead of ~10 small ops per parameter (CPU and CUDA, torch >= 2.4)
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, fused=True)
+        named = self.model.make_optimizers(self.cfg)
+        if not named:
+            raise ConfigError(f"{type(self.model).__name__}.make_optimizers returned no optimizer")
+        self.optimizer_names = list(named)
+        optimizers = list(named.values())
         if self.cfg.schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.cfg.epochs)
-            return {"optimizer": opt, "lr_scheduler": sched}
-        return opt
+            return optimizers, [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=self.cfg.epochs) for o in optimizers]
+        return optimizers

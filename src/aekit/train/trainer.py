@@ -127,19 +127,24 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     trainer_ref["t"] = trainer
     lit = LitAutoencoder(model, cfg)
 
+    layout = list(model.make_optimizers(cfg))  # the optimizer layout, e.g. ["model"] or VAE-GAN's three
     record: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         **{"versions": versions()},
         "model": model_to_dict(model),
         "data": {**(data_options or {"spec": data.name}), "shape": list(data.shape), "normalization": "uint8/255",
                  "class_names": list(data.class_names), "sizes": {k: int(len(v)) for k, v in data.splits.items()}},
-        "train": cfg.to_dict(),
+        "train": {**cfg.to_dict(), "optimizers": layout},
         "status": "running",
     }
     if resume:
         old = read_config(out)
         if old["model"] != json.loads(json.dumps(record["model"])):
             raise RunError(f"{out} holds a {old['model']['name']!r} run with another config; resume it with the same model options")
+        old_layout = old.get("train", {}).get("optimizers", ["model"])
+        if old_layout != layout:
+            raise RunError(f"{out} was trained with optimizers {', '.join(old_layout)}; this model has {', '.join(layout)}: "
+                           "resume it with the same model and options")
         record["result"] = old.get("result", {})
     if trainer.is_global_zero:
         write_json(out / CONFIG, record)
