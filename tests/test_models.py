@@ -140,7 +140,7 @@ def test_vae_kl_is_zero_at_the_prior():
 def test_losses_are_summed_over_pixels(loss):
     model = tiny("ae").eval()
     model.config  # noqa: B018
-    m = build_model("ae", input_shape=(1, 8, 8), latent_dim=3, loss=loss).eval()
+    m = build_model("ae", input_shape=(1, 8, 8), latent_dim=3, loss=loss, **get("ae").cls.tiny_options).eval()
     m.load_state_dict(model.state_dict())
     x = torch.rand(4, 1, 8, 8)
     out = m(x)

@@ -203,8 +203,20 @@ class Autoencoder(Trainable):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C, H, W) pre-sigmoid
         raise NotImplementedError  # abstract: every registered model overrides it
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor) -> torch.Tensor:  # (B, *code_shape) -> (B, C, H, W) in [0, 1]
         return torch.sigmoid(self.decode_logits(z))
+
+    def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
+        """The code before any quantisation, (B, *code_shape): the space to morph and do arithmetic in.
+        Continuous families: ``encode``. Discrete ones return the encoder output, and their ``decode`` snaps
+        any code to the codebook first."""
+        return self.encode(x)
+
+    # --- discrete codes (capabilities.discrete) ----------------------------------------------------------
+    # codebook_size: int                                   entries K in the codebook
+    # encode_indices(x) -> (B, h, w) long                  index of each grid cell's code
+    # decode_indices(idx) -> (B, C, H, W) in [0, 1]        images from a grid of indices
+    # code_nll(idx) -> (B,) nats                           the code grid's NLL under the learned prior (prior_ready)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
