@@ -17,6 +17,13 @@ from .commands._common import positive_int
 from .errors import AekitError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage block is for --help, not for a typo."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with ``command`` (the word after ``aekit``), flags that need the model registry
     (and so torch) are built only for that command, which keeps ``aekit --help`` fast."""
@@ -25,7 +32,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     _common.BUILDING = command
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="aekit",
         description="Train, evaluate and explore autoencoders. `aekit COMMAND --help` for each command.",
     )
@@ -34,7 +41,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="CPU threads for torch and onnxruntime (default: one per core); use 1 per process "
                              "when several aekit processes share the cores")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     modules = [importlib.import_module(f"{commands.__name__}.{m.name}") for m in pkgutil.iter_modules(commands.__path__)
                if not m.name.startswith("_")]
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
