@@ -92,22 +92,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
         return int(result or 0)
-    except AekitError as exc:
-        if args.debug:
+    except KeyboardInterrupt:
+        _close_progress_bars()
+        print("aekit: interrupted", file=sys.stderr)
+        return 130
+    except BaseException as exc:  # the one error boundary: one line, never a traceback (unless --debug)
+        if args.debug or isinstance(exc, SystemExit):
             raise
-        print(f"aekit: error: {message(exc)}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a missing file, a folder where a file should be, no permission, a full disk ...
-        if args.debug:
-            raise
+        _close_progress_bars()
+        code, text = describe(exc)
+        print(f"aekit: error: {text}", file=sys.stderr)
+        return code
+
+
+def describe(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message): 2 for bad input and the machine's limits (a missing file, a full disk,
+    too little memory), 1 for an internal error, which is a bug to report."""
+    if isinstance(exc, AekitError):
+        return 2, message(exc)
+    if isinstance(exc, OSError):  # a missing file, a folder where a file should be, no permission, a full disk ...
         where = f": {exc.filename}" if exc.filename else ""
         if getattr(exc, "filename2", None):  # a rename: the destination is what the user named
             where += f" -> {exc.filename2}"
-        print(f"aekit: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("aekit: interrupted", file=sys.stderr)
-        return 130
+        return 2, f"{exc.strerror or exc}{where}"
+    if isinstance(exc, MemoryError) or "DefaultCPUAllocator: can't allocate memory" in str(exc):
+        return 2, "not enough memory for this operation; use a smaller size, batch or data set"
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return 1, f"internal error ({type(exc).__name__}: {first}); this is a bug: re-run with --debug for the traceback"
+
+
+def _close_progress_bars() -> None:
+    """End a half-drawn progress bar's line, so the error starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            try:
+                bar.close()
+            except Exception:  # a bar that cannot close must not hide the error
+                pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,6 +63,7 @@ def build_model(name: str, config=None, **overrides: Any):
     """Build a registered model from its preset, a config object, or overrides of the preset."""
     entry = get(name)
     cfg = config if config is not None else entry.config(**overrides)
+    check_size(name, entry.cls, cfg)
     model = entry.cls(cfg)
     model.name = name
     return model
@@ -80,3 +81,37 @@ def model_from_dict(spec: dict[str, Any]):
 
 def model_to_dict(model) -> dict[str, Any]:
     return {"name": model.name, "config": model.config.to_dict()}
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux MemAvailable; total RAM elsewhere)."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_size(name: str, cls: type, cfg) -> None:
+    """Refuse a config whose model cannot fit, before allocating it: the model is first built on PyTorch's
+    ``meta`` device (shapes only, no memory), and its weights, gradients and two Adam moments (float32) must fit
+    in the memory available now."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            probe = cls(cfg)
+    except (TypeError, OverflowError, RuntimeError) as exc:
+        if "verflow" in str(exc):
+            raise ConfigError(f"model {name!r}: a size in its options is too large to represent; use smaller sizes") from None
+        return  # a family that cannot be built on the meta device is simply built for real
+    n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    need, avail = 16 * n, available_memory()
+    if need > avail:
+        raise ConfigError(f"model {name!r} has {n:,} parameters and would need {need / 2**30:.1f} GiB to train; "
+                          f"{avail / 2**30:.1f} GiB is available: use smaller sizes (latent_dim, hidden_dims, filters)")

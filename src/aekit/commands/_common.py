@@ -37,6 +37,37 @@ def positive_int(text: str) -> int:
     return n
 
 
+def nonneg_int(text: str) -> int:
+    """'0' -> 0; negatives and non-numbers are argument errors."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
+def finite_float(text: str) -> float:
+    """A finite number: nan and inf are argument errors."""
+    import math
+
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return x
+
+
+def positive_float(text: str) -> float:
+    x = finite_float(text)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return x
+
+
 def size(text: str) -> tuple[int, int]:
     """'32' -> (32, 32); '32x28' -> (32, 28)."""
     try:
@@ -68,12 +99,12 @@ def add_data_options(p: argparse.ArgumentParser, required: bool = False, suppres
     g.add_argument("--dataset", required=required, default=d, metavar="SPEC",
                    help="mnist | fashion-mnist | quickdraw:cat,dog | digits | PATH (image folder, .npy, .npz, .csv)")
     g.add_argument("--data-dir", default=d, help="where datasets are found and cached (env AEKIT_DATA, default ~/.cache/aekit)")
-    g.add_argument("--val-fraction", type=float, default=d, help="part of train held out for validation (default 0.1)")
+    g.add_argument("--val-fraction", type=finite_float, default=d, help="part of train held out for validation (default 0.1)")
     g.add_argument("--image-size", type=size, default=d, metavar="H[xW]", help="resize images")
     g.add_argument("--channels", type=int, choices=(1, 3), default=d, help="convert to 1 or 3 channels")
-    g.add_argument("--max-per-class", type=int, default=d, metavar="N", help="subsample each class (quickdraw)")
+    g.add_argument("--max-per-class", type=positive_int, default=d, metavar="N", help="subsample each class (quickdraw)")
     g.add_argument("--shape", type=shape3, default=d, metavar="CxHxW", help="shape of flat N x D arrays")
-    g.add_argument("--max-train-samples", type=int, default=d, metavar="N", help="train on a seeded subset")
+    g.add_argument("--max-train-samples", type=positive_int, default=d, metavar="N", help="train on a seeded subset")
     g.add_argument("--download", action="store_true", default=d, help="download mnist/fashion-mnist when missing")
 
 
@@ -124,8 +155,12 @@ def load_yaml(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a folder; give a YAML file")
     try:
-        values = yaml.safe_load(p.read_text()) or {}
+        values = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not text (a binary file?); give a YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(values, dict):

@@ -53,13 +53,13 @@ def add_commands(sub) -> None:
     p = sub.add_parser("summary", help="Keras-like layer table of a run or a registered model")
     p.add_argument("target", help="run folder or model name")
     p.add_argument("--input-shape", type=c.shape3, default=(1, 28, 28), metavar="CxHxW", help="for a model name")
-    p.add_argument("--latent-dim", type=int, default=None)
+    p.add_argument("--latent-dim", type=c.positive_int, default=None)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("demo", help="train a 2-D conv-vae on the bundled MNIST and report it")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-train-samples", type=int, default=20000)
+    p.add_argument("--epochs", type=c.positive_int, default=3)
+    p.add_argument("--max-train-samples", type=c.positive_int, default=20000)
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_demo)
 
@@ -98,6 +98,9 @@ def _merged_options(args: argparse.Namespace) -> dict[str, Any]:
             if isinstance(opts.get(key), str):
                 opts[key] = c.int_list(opts[key].replace("x", ","))
     opts.update(given)
+    for key, kind in (("model", str), ("dataset", str), ("out", str), ("resume", bool)):
+        if key in opts and not isinstance(opts[key], kind):
+            raise ConfigError(f"{key} must be a {kind.__name__}, got {opts[key]!r}", param=key)
     return opts
 
 
@@ -137,6 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_opts = {"spec": opts["dataset"], **{k: opts[k] for k in c.DATA_KEYS if k in opts}, "seed": opts.get("seed", 0)}
         train_opts = {k: opts[k] for k in train_fields() if k in opts}
     cfg = TrainConfig.from_dict(train_opts)
+    cfg.check_machine()
     out = Path(opts["out"]) if "out" in opts else _default_out(opts["model"], opts["dataset"])
 
     from ..data import load_data

@@ -12,6 +12,8 @@ from ..options import from_dict, opt
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "64")
 BINARIZE = ("none", "dynamic", "static")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,8 @@ class TrainConfig:
     seed: int = opt(0, "seed of the splits, initial weights and batches")
     precision: str = opt("32", "numeric precision", choices=PRECISIONS)
     devices: int = opt(1, "processes/GPUs")
-    strategy: str = opt("auto", "auto | ddp (several processes: gloo on CPU, NCCL on GPUs)", metavar="auto|ddp")
-    accelerator: str = opt("auto", "auto | cpu | gpu", metavar="auto|cpu|gpu")
+    strategy: str = opt("auto", "several processes: ddp (gloo on CPU, NCCL on GPUs)", choices=STRATEGIES)
+    accelerator: str = opt("auto", "where to train", choices=ACCELERATORS)
     binarize: str = opt("none", "Bernoulli-binarise the data: resample every batch (dynamic) or once, seeded (static)",
                         choices=BINARIZE)
     progress: bool = opt(True, "progress bar")
@@ -43,12 +45,25 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}", param="weight_decay")
         if not self.grad_clip >= 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}", param="grad_clip")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}", param="seed")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}", param="patience")
         object.__setattr__(self, "precision", str(self.precision))
-        for name, allowed in (("precision", PRECISIONS), ("binarize", BINARIZE), ("schedule", ("none", "cosine"))):
+        for name, allowed in (("precision", PRECISIONS), ("binarize", BINARIZE), ("schedule", ("none", "cosine")),
+                              ("strategy", STRATEGIES), ("accelerator", ACCELERATORS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", param=name)
+
+    def check_machine(self) -> None:
+        """Refuse, before anything is written, what this machine cannot do (imports torch)."""
+        import torch
+
+        if self.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"accelerator {self.accelerator!r} needs a CUDA GPU and this machine has none; use cpu or auto",
+                              param="accelerator")
+        if self.accelerator == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError("accelerator 'mps' needs Apple silicon; use cpu or auto", param="accelerator")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

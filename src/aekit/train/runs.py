@@ -14,25 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, RunError
-from ..fileio import temp_beside
+from ..fileio import atomic_write
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 METRICS = "metrics.csv"
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file. The file gets
-    the permissions a plain ``open`` would give it (mkstemp's are 0600)."""
-    tmp = temp_beside(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -56,8 +43,12 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error):
+        raise RunError(f"{path} is damaged (not a table of numbers); delete it, or restore it from a backup") from None
+    return rows
 
 
 def versions() -> dict[str, str]:
@@ -82,9 +73,31 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise RunError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
     if not isinstance(cfg, dict) or "model" not in cfg or "data" not in cfg:
         raise RunError(f"{path} lacks the 'model' and 'data' sections of an aekit run")
-    if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-        raise RunError(f"{run_dir} was written by a newer aekit (format {cfg['format_version']}); upgrade aekit")
+    check_record(cfg, path)
     return cfg
+
+
+def check_record(cfg: dict[str, Any], path: Path) -> None:
+    """The shape of a run's config.json, checked once on read: a hand-damaged field is a one-line RunError
+    naming it (the values inside ``model.config`` and ``train`` are checked by their dataclasses)."""
+    def bad(field: str, want: str) -> RunError:
+        return RunError(f"{path}: {field} must be {want}; the run folder is damaged (restore config.json or retrain)")
+
+    version = cfg.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise bad("format_version", "a whole number")
+    if version > FORMAT_VERSION:
+        raise RunError(f"{path.parent} was written by a newer aekit (format {version}); upgrade aekit")
+    model, data = cfg["model"], cfg["data"]
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("config"), dict):
+        raise bad("model", "an object with a 'name' string and a 'config' object")
+    if not isinstance(data, dict) or not isinstance(data.get("spec"), str):
+        raise bad("data", "an object with a 'spec' string")
+    shape = data.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise bad("data.shape", "three positive whole numbers [C, H, W]")
+    if not isinstance(cfg.get("train", {}), dict):
+        raise bad("train", "an object of training options")
 
 
 def save_weights(model, path: Path) -> None:

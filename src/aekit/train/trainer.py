@@ -17,7 +17,7 @@ from .config import TrainConfig
 from .runs import CONFIG, FORMAT_VERSION, METRICS, WEIGHTS, Run, read_config, read_metrics, save_weights, versions, write_csv, write_json
 
 
-def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int):
+def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on_start=None):
     from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     class EpochCSV(Callback):
@@ -27,6 +27,8 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int):
 
         def on_train_start(self, trainer, pl_module) -> None:
             self.rows = [r for r in read_metrics(run_dir / METRICS) if r.get("epoch", 0) < trainer.current_epoch]
+            if trainer.is_global_zero and on_start is not None:
+                on_start()  # the checkpoint (if any) has loaded: only now is the run "running" again
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             row = pl_module.epoch_metrics()
@@ -34,8 +36,25 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int):
                 self.rows.append({**row, "epoch": int(row["epoch"])})
                 write_csv(run_dir / METRICS, self.rows)
 
-    ckpt = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min", save_last=True,
+    class RelocatableCheckpoint(ModelCheckpoint):
+        """Lightning stores absolute paths in its checkpoint state and drops the best score when the folder
+        moved; here the paths are rebased onto this run folder, so a moved (mv) or copied (cp -r) run resumes
+        with its own best checkpoint and best score, never the original folder's."""
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            old = str(state_dict.get("dirpath") or self.dirpath)
+
+            def here(p):
+                return str(Path(self.dirpath) / Path(p).name) if p and str(p).startswith(old) else p
+
+            state = {**state_dict, "dirpath": self.dirpath, "best_model_path": here(state_dict.get("best_model_path")),
+                     "kth_best_model_path": here(state_dict.get("kth_best_model_path")),
+                     "last_model_path": here(state_dict.get("last_model_path")),
+                     "best_k_models": {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
+            super().load_state_dict(state)
+
+    ckpt = RelocatableCheckpoint(
+        dirpath=str((run_dir / "checkpoints").absolute()), filename="best", monitor=monitor, mode="min", save_last=True,
         save_on_train_epoch_end=True, enable_version_counter=False,
     )
     cbs = [EpochCSV(), ckpt]
@@ -56,6 +75,25 @@ def _logger(run_dir: Path):
     return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
 
 
+def quiet_lightning() -> None:
+    """Keep the console to the progress bar and the results."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|num_workers|LeafSpec|isinstance\(treespec|Checkpoint directory .* exists and is not empty).*")
+
+
+def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
+    """The Lightning Trainer of a run folder, or of a second stage's folder inside one (``train/stage.py``)."""
+    import lightning as L
+
+    return L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        precision=cfg.precision, callbacks=callbacks, logger=_logger(out), default_root_dir=str(out),
+        enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=10**9, deterministic=True, use_distributed_sampler=False,
+    )
+
+
 def _launched_rank() -> int:
     """The global rank this process was started as (DDP children re-run the command with these set)."""
     for var in ("RANK", "LOCAL_RANK", "NODE_RANK"):
@@ -70,14 +108,34 @@ def prepare_run_dir(out: Path, resume: bool) -> Path | None:
     if _launched_rank() > 0:  # rank 0 checked the folder and may already have written to it
         return out / "checkpoints" / "last.ckpt" if resume else None
     if resume:
-        read_config(out)
+        record = read_config(out)
         last = out / "checkpoints" / "last.ckpt"
         if not last.exists():
+            if record.get("status") == "running" and not (out / WEIGHTS).exists():
+                # stopped before its first checkpoint (killed in epoch 0): nothing to keep, start it over
+                print(f"{out} has no checkpoint yet (stopped during its first epoch): starting it over")
+                return None
             raise RunError(f"nothing to resume in {out}: checkpoints/last.ckpt is missing")
         return last
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out} already exists; pass --resume to continue it, or choose another --out")
     return None
+
+
+def _check_checkpoint(path: Path | None, layout: list[str], out: Path) -> None:
+    """A resume checkpoint must load as data (weights_only) and hold one state per optimizer of the layout."""
+    if path is None:
+        return
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        states = ck["optimizer_states"]
+        ck["state_dict"]
+    except Exception as exc:  # truncated, garbled, or holding objects that are not plain data
+        raise RunError(f"{path} is damaged or not an aekit checkpoint ({type(exc).__name__}); "
+                       f"train {out} again, or restore the file") from None
+    if len(states) != len(layout):
+        raise RunError(f"{path} holds {len(states)} optimizer state(s); this model's layout has {len(layout)} "
+                       f"({', '.join(layout)}): resume it with the model and options it was trained with")
 
 
 def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = False, data_options: dict[str, Any] | None = None) -> Run:
@@ -87,8 +145,6 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     the same splits. With ``resume``, training continues from ``out/checkpoints/last.ckpt`` up to
     ``cfg.epochs`` epochs in all.
     """
-    import lightning as L
-
     from .loader import BatchLoader
     from .module import LitAutoencoder
     from ..registry import model_to_dict
@@ -102,9 +158,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     if cfg.binarize != "none" and model.config.loss != "bce":
         raise ConfigError("--binarize needs --loss bce (a Bernoulli likelihood)")
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # keep the console to the progress bar and results
-    warnings.filterwarnings("ignore", message=r".*(does not have many workers|num_workers|LeafSpec|isinstance\(treespec|Checkpoint directory .* exists and is not empty).*")
+    quiet_lightning()
 
     has_val = len(data.splits.get("val", [])) > 0
     monitor = "val_loss" if has_val else "train_loss"
@@ -117,13 +171,9 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     train_loader = BatchLoader(data, "train", cfg.batch_size, shuffle=True, seed=cfg.seed, binarize=cfg.binarize, context=context)
     val_loader = BatchLoader(data, "val", 512, shuffle=False, seed=cfg.seed,
                              binarize="static" if cfg.binarize != "none" else "none", context=context) if has_val else None
-    callbacks, ckpt = _callbacks(out, cfg, monitor, len(train_loader))
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        precision=cfg.precision, callbacks=callbacks, logger=_logger(out), default_root_dir=str(out),
-        enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=10**9, deterministic=True, use_distributed_sampler=False,
-    )
+    record_ref: dict[str, Any] = {}
+    callbacks, ckpt = _callbacks(out, cfg, monitor, len(train_loader), on_start=lambda: write_json(out / CONFIG, record_ref["r"]))
+    trainer = make_trainer(out, cfg, callbacks)
     trainer_ref["t"] = trainer
     lit = LitAutoencoder(model, cfg)
 
@@ -146,19 +196,25 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
             raise RunError(f"{out} was trained with optimizers {', '.join(old_layout)}; this model has {', '.join(layout)}: "
                            "resume it with the same model and options")
         record["result"] = old.get("result", {})
-    if trainer.is_global_zero:
-        write_json(out / CONFIG, record)
+        _check_checkpoint(ckpt_path, layout, out)
+    record_ref["r"] = record
+    if trainer.is_global_zero and not resume:
+        write_json(out / CONFIG, record)  # a resumed run's record is rewritten once its checkpoint has loaded
 
     start = time.perf_counter()
-    trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # weights_only: a checkpoint is data; never run code from it, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says
+    trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     seconds = time.perf_counter() - start
 
     if not trainer.is_global_zero:
         return None  # rank 0 alone writes the folder
-    best = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
+    best = Path(ckpt.best_model_path) if ckpt.best_model_path else out / "checkpoints" / "last.ckpt"
+    if not best.is_relative_to(out.absolute()) or not best.exists():  # never another folder's checkpoint
+        best = out / "checkpoints" / ("best.ckpt" if (out / "checkpoints" / "best.ckpt").exists() else "last.ckpt")
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
-    model.eval()
+    model.float().eval()  # --precision 64 trains in float64; run folders hold float32 weights like every other
     save_weights(model, out / WEIGHTS)
     rows = read_metrics(out / METRICS)
     best_score = ckpt.best_model_score

@@ -1,0 +1,178 @@
+"""Run folders are data the user owns: damaged ones give one-line errors, moved or copied ones resume with their
+own checkpoints, a failed resume changes nothing, and the CLI's one error boundary holds for YAML of any type."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aekit.cli import describe, main
+
+BASE = ["--model", "ae", "--dataset", "digits", "--latent-dim", "2", "--hidden-dims", "16", "--no-progress"]
+
+
+def cli(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def run2(tmp_path_factory, data_dir):
+    """A finished 2-epoch run, copied fresh for each test that damages it."""
+    out = tmp_path_factory.mktemp("integrity") / "run"
+    assert main(["train", *BASE, "--epochs", "2", "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(run2, tmp_path):
+    dest = tmp_path / "copy"
+    shutil.copytree(run2, dest)
+    return dest
+
+
+DAMAGE = {
+    "format_version": lambda c: {**c, "format_version": "x"},
+    "data-not-object": lambda c: {**c, "data": "digits"},
+    "hidden_dims": lambda c: {**c, "model": {**c["model"], "config": {**c["model"]["config"], "hidden_dims": "abc"}}},
+    "model-null": lambda c: {**c, "model": None},
+    "shape": lambda c: {**c, "data": {**c["data"], "shape": [1, "x", 8]}},
+    "unknown-model": lambda c: {**c, "model": {**c["model"], "name": "no-such"}},
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("command", [["evaluate"], ["summary"], ["plot", "curves"], ["report"],
+                                     ["train", "--resume", "--out"]])
+def test_damaged_config_json_is_one_line_exit_2_for_every_reader(run_copy, damage, command, capsys):
+    path = run_copy / "config.json"
+    path.write_text(json.dumps(DAMAGE[damage](json.loads(path.read_text()))))
+    before = snapshot(run_copy)
+    argv = [*command, run_copy] if command[-1] != "--out" else [*command, run_copy, "--no-progress"]
+    code, _, err = cli(capsys, *argv)
+    assert code == 2, err
+    assert err.startswith("aekit: error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert snapshot(run_copy) == before  # nothing changed on disk
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff\x10garbage", b"epoch,train_loss\n0,abc\n", b"epoch,train_loss\n0,1,2,3\n"])
+@pytest.mark.parametrize("command", [["plot", "curves"], ["report"]])
+def test_garbled_metrics_csv_is_one_line_exit_2(run_copy, content, command, capsys):
+    (run_copy / "metrics.csv").write_bytes(content)
+    code, _, err = cli(capsys, *command, run_copy)
+    assert code == 2 and err.startswith("aekit: error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_damaged_last_checkpoint_refuses_resume_and_keeps_the_finished_record(run_copy, capsys):
+    (run_copy / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    before = snapshot(run_copy)
+    code, _, err = cli(capsys, "train", "--resume", "--out", run_copy, "--epochs", "3", "--no-progress")
+    assert code == 2 and "last.ckpt is damaged" in err
+    assert snapshot(run_copy) == before
+    assert json.loads((run_copy / "config.json").read_text())["status"] == "finished"  # not flipped to running
+
+
+@pytest.mark.parametrize("how", ["mv", "cp"])
+def test_a_moved_or_copied_run_resumes_with_its_own_checkpoints(run2, tmp_path, how, capsys):
+    src = tmp_path / "src"
+    shutil.copytree(run2, src)
+    dest = tmp_path / "elsewhere" / "run"
+    dest.parent.mkdir()
+    if how == "mv":
+        shutil.move(src, dest)
+    else:
+        shutil.copytree(src, dest)
+        # poison the original: a copy that reads the original's best.ckpt would now fail or differ
+        for f in (src / "checkpoints").iterdir():
+            f.write_bytes(b"not a checkpoint")
+    code, out, err = cli(capsys, "train", "--resume", "--out", dest, "--epochs", "4", "--no-progress")
+    assert code == 0, err
+    cfg = json.loads((dest / "config.json").read_text())
+    assert cfg["status"] == "finished" and cfg["result"]["epochs_completed"] == 4
+    rows = [r for r in (dest / "metrics.csv").read_text().splitlines()[1:] if r]
+    assert len(rows) == 4
+    # the exported weights are the best epoch's by the recorded validation loss, from this folder's best.ckpt
+    import torch
+    from safetensors.torch import load_file
+
+    best = torch.load(dest / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    saved = load_file(str(dest / "model.safetensors"))
+    for k, v in best["state_dict"].items():
+        assert torch.equal(saved[k.removeprefix("model.")], v)
+    losses = [float(r.split(",")[cfg_col(dest, "val_loss")]) for r in rows]
+    assert best["epoch"] == min(range(4), key=lambda i: losses[i])
+
+
+def cfg_col(run: Path, name: str) -> int:
+    return (run / "metrics.csv").read_text().splitlines()[0].split(",").index(name)
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over_on_resume(run_copy, capsys):
+    shutil.rmtree(run_copy / "checkpoints")
+    (run_copy / "model.safetensors").unlink()
+    (run_copy / "metrics.csv").unlink()
+    cfg = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text(json.dumps({**cfg, "status": "running"}))
+    code, out, err = cli(capsys, "train", "--resume", "--out", run_copy, "--no-progress")
+    assert code == 0, err
+    assert "starting it over" in out and (run_copy / "model.safetensors").exists()
+
+
+def test_precision_64_runs_end_to_end(tmp_path, data_dir, capsys):
+    out = tmp_path / "r64"
+    code, _, err = cli(capsys, "train", *BASE, "--epochs", "1", "--precision", "64", "--out", out)
+    assert code == 0, err
+    assert json.loads((out / "eval.json").read_text())["mse"] > 0
+    code, _, err = cli(capsys, "evaluate", out)
+    assert code == 0, err
+
+
+yaml_values = st.one_of(st.text(max_size=6), st.integers(-10**25, 10**25), st.floats(), st.booleans(), st.none(),
+                        st.lists(st.one_of(st.integers(-3, 3), st.text(max_size=2)), max_size=3),
+                        st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
+yaml_keys = st.sampled_from(["lr", "latent_dim", "hidden_dims", "model", "seed", "weight_decay", "strategy",
+                             "batch_norm", "beta", "schedule", "dataset", "out", "noise", "val_fraction"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=yaml_keys, value=yaml_values)
+def test_yaml_value_of_any_type_is_one_line_or_trains(key, value, tmp_path_factory, capsys, data_dir):
+    folder = tmp_path_factory.mktemp("yaml")
+    cfg = folder / "run.yaml"
+    out = folder / "run"
+    opts = {"model": "ae", "dataset": "digits", "epochs": 1, "hidden_dims": [8], "out": str(out), key: value}
+    cfg.write_text(yaml.safe_dump(opts))
+    code, _, err = cli(capsys, "train", "--config", cfg, "--no-progress", "--max-train-samples", "64")
+    if code == 0:
+        assert (out / "model.safetensors").exists()
+    else:
+        assert code == 2, err
+        assert err.startswith("aekit: error:") and len(err.strip().splitlines()) == 1, err
+        assert not out.exists() or not any(out.iterdir())
+
+
+def test_binary_config_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bin.yaml"
+    bad.write_bytes(bytes(range(256)))
+    code, _, err = cli(capsys, "train", "--config", bad)
+    assert code == 2 and "not text" in err
+
+
+def test_an_internal_error_is_one_line_with_exit_1():
+    code, text = describe(ZeroDivisionError("division by zero"))
+    assert code == 1 and "--debug" in text and "ZeroDivisionError" in text and "\n" not in text
+    assert describe(MemoryError())[0] == 2
