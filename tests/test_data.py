@@ -610,7 +610,7 @@ def test_data_dir_env(tmp_path, monkeypatch):
 
 
 def test_import_is_light():
-    code = "import sys, aekit.data; print(sorted(m for m in ('PIL', 'sklearn', 'mnist') if m in sys.modules))"
+    code = "import sys, aekit.data; print(sorted(m for m in ('PIL', 'sklearn', 'mnist', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -96,8 +96,9 @@ def add_data_options(p: argparse.ArgumentParser, required: bool = False, suppres
     """Options of aekit.data.load_data. With ``suppress``, options not given stay absent from the namespace."""
     d = argparse.SUPPRESS if suppress else None
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", required=required, default=d, metavar="SPEC",
-                   help="mnist | fashion-mnist | quickdraw:cat,dog | digits | PATH (image folder, .npy, .npz, .csv)")
+    from ..data import spec_help
+
+    g.add_argument("--dataset", required=required, default=d, metavar="SPEC", help=spec_help())
     g.add_argument("--data-dir", default=d, help="where datasets are found and cached (env AEKIT_DATA, default ~/.cache/aekit)")
     g.add_argument("--val-fraction", type=finite_float, default=d, help="part of train held out for validation (default 0.1)")
     g.add_argument("--image-size", type=size, default=d, metavar="H[xW]", help="resize images")

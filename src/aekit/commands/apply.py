@@ -88,10 +88,11 @@ def _load(args, run):
     spec = args.data if args.data is not None else run.config["data"]["spec"]
     opts = {"image_size": args.image_size, "channels": args.channels, "shape": args.shape}
     if args.data is None:  # the run's own data, split as in training
-        d = run.config["data"]
-        for k in ("val_fraction", "seed", "image_size", "channels", "max_per_class", "shape", "max_train_samples", "data_dir"):
-            if d.get(k) is not None and opts.get(k) is None:
-                opts[k] = tuple(d[k]) if isinstance(d[k], list) else d[k]
+        from ..data import recorded_options
+
+        for k, v in recorded_options(run.config["data"]).items():
+            if opts.get(k) is None:
+                opts[k] = v
     if args.data_dir:
         opts["data_dir"] = args.data_dir
     data = load_input(spec, run.model.input_shape, **opts)
@@ -132,7 +133,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 
 def cmd_anomaly_bench(args: argparse.Namespace) -> int:
     from ..anomaly import benchmark_markdown, one_class_benchmark
-    from ..train.runs import atomic_write
+    from ..fileio import atomic_write
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
@@ -173,10 +174,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     coded = encode_images(enc, images, bs, show_progress=args.progress)
     labels_np = labels.numpy() if suffix != ".npy" else None
-    write_codes(args.out, len(images), run.model.latent_dim, coded, labels_np)
+    size = run.model.code_size  # a spatial (D, h, w) code is written flattened, row-major
+    write_codes(args.out, len(images), size, coded, labels_np)
     dt = time.perf_counter() - t
     print(f"encoded {len(images)} images of {data.name} [{args.split}] with {enc.backend} "
-          f"({len(images) / max(dt, 1e-9):,.0f} img/s) -> {args.out} ({len(images)} x {run.model.latent_dim})")
+          f"({len(images) / max(dt, 1e-9):,.0f} img/s) -> {args.out} ({len(images)} x {size})")
     return 0
 
 
@@ -214,11 +216,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     run = c.load_run(args.run)
     out = Path(args.out) if args.out else run.path / "export"
     paths = export(run.model, out, args.format)
+    code = ", ".join(map(str, run.model.code_shape))
     info = {"run": str(run.path), "model": run.model_name, "format": args.format,
-            "input_shape": list(run.model.input_shape), "latent_dim": run.model.latent_dim,
-            "files": {k: p.name for k, p in paths.items()},
-            "encoder": "images float32 (B, C, H, W) in [0, 1] -> codes (B, D) (VAE: posterior mean)",
-            "decoder": "codes (B, D) -> images float32 (B, C, H, W) in [0, 1]"}
+            "input_shape": list(run.model.input_shape), "code_shape": list(run.model.code_shape),
+            "latent_dim": run.model.latent_dim, "files": {k: p.name for k, p in paths.items()},
+            "encoder": f"images float32 (B, C, H, W) in [0, 1] -> codes (B, {code}) (the model's encode)",
+            "decoder": f"codes (B, {code}) -> images float32 (B, C, H, W) in [0, 1]"}
     c.write_json(out / "export.json", info)
     for k, p in paths.items():
         print(f"{k}: {p}")

@@ -121,18 +121,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "out" not in opts:
             raise ConfigError("--resume needs --out RUN (the run folder to continue)")
         old = read_config(Path(opts["out"]))
-        from ..registry import get
-
         from ..options import coerce, fields
+        from ..registry import get
 
         old_cfg = get(old["model"]["name"]).cls.Config.from_dict(old["model"]["config"])
         known = fields(type(old_cfg))
-        for key in (k for k in model_fields() if k in opts):
-            if key not in known or coerce(key, known[key][1], opts[key]) != getattr(old_cfg, key):
+        # what defines the run cannot change on resume: refuse it rather than ignore it
+        if opts.get("model", old["model"]["name"]) != old["model"]["name"]:
+            raise ConfigError(f"{opts['out']} is a {old['model']['name']!r} run; --model cannot change on --resume", param="model")
+        if opts.get("dataset", old["data"]["spec"]) != old["data"]["spec"]:
+            raise ConfigError(f"{opts['out']} was trained on {old['data']['spec']!r}; --dataset cannot change on --resume",
+                              param="dataset")
+        for key in (k for k in (*model_fields(), *c.DATA_KEYS) if k in opts):
+            if key in c.DATA_KEYS:
+                was = old["data"].get("fold_shape" if key == "shape" else key)
+                if opts[key] != was and not (isinstance(opts[key], tuple) and list(opts[key]) == was):
+                    raise ConfigError(f"{key} differs from the run being resumed; leave it out", param=key)
+            elif key not in known or coerce(key, known[key][1], opts[key]) != getattr(old_cfg, key):
                 raise ConfigError(f"{key} differs from the run being resumed; leave it out", param=key)
-        model_spec, data_opts = old["model"], {k: v for k, v in old["data"].items() if k in ("spec", *c.DATA_KEYS, "seed")}
+        from ..data import recorded_options
+
+        model_spec, data_opts = old["model"], {"spec": old["data"]["spec"], **recorded_options(old["data"])}
         train_keys = train_fields()
         train_opts = {**{k: v for k, v in old["train"].items() if k in train_keys}, **{k: opts[k] for k in train_keys if k in opts}}
+        changed = [f"{k} {old['train'].get(k)!r} -> {train_opts[k]!r}" for k in train_keys
+                   if k in opts and k in old["train"] and old["train"][k] != TrainConfig.from_dict({k: opts[k]}).__dict__[k]]
+        if changed:
+            print(f"resuming with changed training options: {', '.join(changed)}")
     else:
         if "model" not in opts or "dataset" not in opts:
             raise ConfigError("train needs --model and --dataset (or a --config file that names them)")

@@ -1,4 +1,4 @@
-"""Array sources: .npy, .npz and .csv files, and the checks that turn any array into uint8 (N, C, H, W)."""
+"""Array sources (.npy, .npz and .csv files) and the checks that turn any array into uint8 (N, C, H, W)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import csv
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aekit.errors import DataError
-from aekit.data.base import Raw
+from aekit.data.sources import Raw, Request, source
+from aekit.errors import ConfigError, DataError
+from aekit.options import opt
 
 X_KEYS = ("x", "images", "x_train")
 Y_KEYS = ("y", "labels", "y_train")
@@ -314,3 +316,33 @@ def _is_int(s: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# ---- the registered sources ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrayOptions:
+    shape: tuple[int, int, int] | None = opt(None, "(C, H, W) of each flat row of an N×D array", metavar="CxHxW")
+
+    def __post_init__(self):
+        if self.shape is not None and min(self.shape) < 1:
+            raise ConfigError(f"shape must be three positive integers (C, H, W), got {self.shape!r}", param="shape")
+
+
+@source("npy", "one NumPy array of images (N×H×W, N×H×W×C, N×C×H×W, or N×D with shape), memory-mapped",
+        options=ArrayOptions, extensions=(".npy",))
+def _load_npy(req: Request) -> Raw:
+    return load_npy(req.path, req.options.shape)
+
+
+@source("npz", "NumPy archive: images under x/images/x_train, labels y/labels/y_train, own test x_test/y_test",
+        options=ArrayOptions, extensions=(".npz",))
+def _load_npz(req: Request) -> Raw:
+    return load_npz(req.path, req.options.shape)
+
+
+@source("csv", "a table, one sample per row (a 'label' column holds labels), scaled to 0..255",
+        options=ArrayOptions, extensions=(".csv",))
+def _load_csv(req: Request) -> Raw:
+    return load_csv(req.path, req.options.shape)

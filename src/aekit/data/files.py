@@ -1,17 +1,14 @@
-"""File plumbing shared by the sources: checksums, atomic writes, verified downloads."""
+"""File plumbing shared by the sources: checksums and verified downloads (written through aekit.fileio)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from aekit.errors import DataError
-from aekit.fileio import temp_beside
+from aekit.fileio import atomic_path
 
 _CHUNK = 1 << 20
 
@@ -22,19 +19,6 @@ def sha256_file(path: str | Path) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to `dest`; on success it is renamed onto `dest`, on failure removed,
-    so a reader never sees a half-written file."""
-    tmp = temp_beside(dest, ".tmp")
-    try:
-        yield Path(tmp)
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def download(url: str, dest: Path, sha256: str | None, *, timeout: float = 60.0) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aekit.data.sources import Raw, Request, source
 from aekit.errors import DataError
-from aekit.data.base import Raw
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -70,3 +70,9 @@ def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels:
         a = np.asarray(img)
         out[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
     return Raw(out, labels, names)
+
+
+@source("folder", "a folder of images (png/jpg/bmp/gif), one subfolder per class or flat (unlabelled)",
+        matches=Path.is_dir, path_hint="a folder of images", priority=-10)  # low: more specific folders first
+def _load(req: Request) -> Raw:
+    return load_folder(req.path, req.image_size, req.channels)

@@ -1,25 +1,45 @@
-"""load_data: a spec string ("mnist", "quickdraw:cat,dog", a path, ...) -> ImageData."""
+"""load_data: a spec string ("mnist", "quickdraw:cat,dog", a path, ...) -> ImageData, through the source
+registry (``aekit.data.sources``); this file names no source."""
 
 from __future__ import annotations
 
 import numbers
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from aekit.data import image
+from aekit.data import sources
+from aekit.data.sources import Request, resolve, spec_help
+from aekit.data.splits import make_splits
 from aekit.errors import DataError
-from aekit.data import arrays, image
-from aekit.data.base import ImageData, Raw, make_splits
-from aekit.data.folder import EXTENSIONS, load_folder
-from aekit.data.mnist import FASHION_MNIST, MNIST, load_mnist_like
-from aekit.data.quickdraw import load_quickdraw, parse_categories
+from aekit.options import coerce
+
+if TYPE_CHECKING:
+    from aekit.data.base import ImageData
 
 DATA_DIR_ENV = "AEKIT_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/aekit")  # used when AEKIT_DATA is unset; "~" expanded on use
-NAMED = ("mnist", "fashion-mnist", "digits", "quickdraw:<category>,...")
-_FILE_KINDS = (".npy", ".npz", ".csv")
+COMMON_OPTIONS = ("data_dir", "val_fraction", "seed", "image_size", "channels", "max_train_samples")
+
+
+def option_names() -> tuple[str, ...]:
+    """Every option load_data takes: the common ones, then each registered source's own (for CLI flags,
+    config-file keys and the data options a run records)."""
+    return (*COMMON_OPTIONS, *(k for k in sources.option_names() if k not in COMMON_OPTIONS))
+
+
+def recorded_options(data: dict[str, Any]) -> dict[str, Any]:
+    """The load_data options in a run's recorded data section (config.json "data", spec excluded): the
+    common ones and those its spec's source takes, JSON lists as tuples, None dropped. The section also
+    records facts about the data (its ``shape``, ``normalization``); a fact is passed on only where the
+    source takes an option of that name (``shape`` for array files), so a run reloads exactly as trained."""
+    src, _, _ = resolve(str(data["spec"]).strip())
+    keys = (*COMMON_OPTIONS, *src.option_fields())
+    data = {**data, **({"shape": data["fold_shape"]} if data.get("fold_shape") is not None else {})}
+    return {k: (tuple(data[k]) if isinstance(data[k], list) else data[k]) for k in keys if data.get(k) is not None}
 
 
 def default_data_dir() -> Path:
@@ -36,29 +56,32 @@ def load_data(
     seed: int = 0,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
-    max_per_class: int | None = None,
-    shape: tuple[int, int, int] | None = None,
     max_train_samples: int | None = None,
-    download: bool = False,
+    **options: Any,
 ) -> ImageData:
     """Load a data set as uint8 images with deterministic train/val/test splits.
 
-    spec: "mnist", "fashion-mnist", "digits", "quickdraw:cat,dog", or a path to an image folder, .npy,
-    .npz or .csv (named specs win over same-named paths; write "./mnist" for a path). A source's own test
-    split is kept; others get a seeded test split of `val_fraction`. Val is `val_fraction` of the train
-    pool; `max_train_samples` keeps a seeded subset of train. `image_size` (H, W) resizes, `channels`
-    (1 or 3) converts; `shape` (C, H, W) reads flat rows; `max_per_class` caps quickdraw categories.
+    spec: a registered source (`aekit.data.list_sources()`: "mnist", "fashion-mnist", "digits",
+    "quickdraw:cat,dog", ...) or a path a path source claims (an image folder, .npy, .npz, .csv, IDX files).
+    Named specs win over same-named paths; write "./mnist" for a path. A source's own test split is kept;
+    others get a seeded test split of `val_fraction`. Val is `val_fraction` of the train pool;
+    `max_train_samples` keeps a seeded subset of train. `image_size` (H, W) resizes, `channels` (1 or 3)
+    converts. `options` are the source's own (mnist: download; quickdraw: max_per_class; arrays: shape);
+    one it does not take is a ConfigError naming it and the source. None means "not given".
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
-        raise DataError(f"data spec must be a non-empty string, got {spec!r}; use one of {', '.join(NAMED)} or a path")
-    _check_args(val_fraction, seed, max_per_class, max_train_samples)
+        raise DataError(f"data spec must be a non-empty string, got {spec!r}; use {spec_help()}")
+    spec = spec.strip()
+    _check_args(val_fraction, seed, max_train_samples)
     size = image.check_size(image_size) if image_size is not None else None
     chans = image.check_channels(channels) if channels is not None else None
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
 
-    raw = _load_raw(spec.strip(), root, size, chans, max_per_class, shape, seed, download)
+    src, argument, path = resolve(spec)
+    request = Request(spec, argument, path, root, int(seed), size, chans, src.make_options(options))
+    raw = src.load(request)
     x = raw.images
     if len(x) == 0:
         raise DataError(f"data set {spec!r} is empty")
@@ -69,6 +92,11 @@ def load_data(
     if chans is not None:
         x = image.convert_channels(x, chans)
     splits = make_splits(len(x), raw.test, float(val_fraction), int(seed), max_train_samples)
+
+    import torch
+
+    from aekit.data.base import ImageData
+
     return ImageData(
         images=torch.from_numpy(x),  # shares memory: a memmap stays a memmap
         labels=torch.from_numpy(np.ascontiguousarray(raw.labels, dtype=np.int64)),
@@ -78,53 +106,11 @@ def load_data(
     )
 
 
-def _check_args(val_fraction, seed, max_per_class, max_train_samples) -> None:
+def _check_args(val_fraction, seed, max_train_samples) -> None:
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0 <= val_fraction < 1:
         raise DataError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}; 0.1 is usual")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
-    for name, v in (("max_per_class", max_per_class), ("max_train_samples", max_train_samples)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-            raise DataError(f"{name} must be a positive integer or None, got {v!r}")
-
-
-def _load_raw(spec, root, size, chans, max_per_class, shape, seed, download) -> Raw:
-    key = spec.lower()
-    if key == "mnist":
-        return load_mnist_like(MNIST, root, download=download)
-    if key in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
-        return load_mnist_like(FASHION_MNIST, root, download=download)
-    if key == "digits":
-        return _digits()
-    if key.startswith("quickdraw:"):
-        return load_quickdraw(parse_categories(spec.split(":", 1)[1]), root, max_per_class, seed)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return load_folder(path, size, chans)
-    suffix = path.suffix.lower()
-    if path.is_file():
-        if suffix == ".npy":
-            return arrays.load_npy(path, shape)
-        if suffix == ".npz":
-            return arrays.load_npz(path, shape)
-        if suffix == ".csv":
-            return arrays.load_csv(path, shape)
-        raise DataError(
-            f"{path}: unsupported file type {suffix or '(none)'}; "
-            f"use {', '.join(_FILE_KINDS)} or a folder of images"
-        )
-    if suffix in (*_FILE_KINDS, *EXTENSIONS) or "/" in spec or os.sep in spec:
-        raise DataError(f"{path}: no such file or folder")
-    raise DataError(
-        f"unknown data spec {spec!r}; "
-        f"use one of {', '.join(NAMED)}, or a path to an image folder, .npy, .npz or .csv"
-    )
-
-
-def _digits() -> Raw:
-    """scikit-learn's bundled 8×8 digits (1797 images, values 0..16 scaled to 0..255)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
-    return Raw(x, d.target.astype(np.int64), [str(c) for c in d.target_names])
+    v = max_train_samples
+    if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+        raise DataError(f"max_train_samples must be a positive integer or None, got {v!r}")

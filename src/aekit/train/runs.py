@@ -140,11 +140,10 @@ class Run:
         """The dataset the run was trained on, split as in training (overrides e.g. ``data_dir``)."""
         from ..data import load_data
 
+        from ..data import recorded_options
+
         d = self.config["data"]
-        opts = {k: d.get(k) for k in ("data_dir", "val_fraction", "seed", "image_size", "channels", "max_per_class", "shape", "max_train_samples")}
-        opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opts.items() if v is not None}
-        opts.update(overrides)
-        data = load_data(d["spec"], **opts)
+        data = load_data(d["spec"], **{**recorded_options(d), **overrides})
         if tuple(data.shape) != tuple(d["shape"]):
             raise RunError(f"dataset {d['spec']!r} now has shape {data.shape}, the run was trained on {tuple(d['shape'])}")
         if d.get("one_class") is not None:  # a run of the one-class benchmark: trained on one class only

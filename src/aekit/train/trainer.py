@@ -182,7 +182,9 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
         "format_version": FORMAT_VERSION,
         **{"versions": versions()},
         "model": model_to_dict(model),
-        "data": {**(data_options or {"spec": data.name}), "shape": list(data.shape), "normalization": "uint8/255",
+        # "shape" is the images' (C, H, W); a flat-array fold shape the user gave is kept as "fold_shape"
+        "data": {**{("fold_shape" if k == "shape" else k): v for k, v in (data_options or {"spec": data.name}).items()},
+                 "shape": list(data.shape), "normalization": "uint8/255",
                  "class_names": list(data.class_names), "sizes": {k: int(len(v)) for k, v in data.splits.items()}},
         "train": {**cfg.to_dict(), "optimizers": layout},
         "status": "running",
