@@ -90,7 +90,7 @@ def test_training_lowers_the_loss_and_the_best_weights_are_exported(trained_run)
     run = aekit.load_run(trained_run("deep-ae", 2, epochs=3))
     rows = run.metrics()
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
-    assert {"train_recon", "train_mse", "val_loss", "val_mse", "seconds", "lr"} <= set(rows[0])
+    assert {"train_loss_recon", "train_mse", "val_loss", "val_mse", "seconds", "lr"} <= set(rows[0])
     best = min(rows, key=lambda r: r["val_loss"])
     assert run.config["result"]["best_epoch"] == int(best["epoch"])
     assert run.config["result"]["best_val_loss"] == pytest.approx(best["val_loss"], rel=1e-4)

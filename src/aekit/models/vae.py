@@ -106,9 +106,9 @@ class VAE(Autoencoder):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
         logits0 = self.decode_logits(z[0])  # one sample's reconstruction, for the diagnostics
         recon, stats = self.reconstruction_terms(logits0, x)
-        stats.update(recon={k: v.detach() for k, v in recon.items()}["recon"], kl_nats=kl.detach(),
-                     elbo=(log_px_z + log_pz_qz).mean().detach())  # the k = 1 bound, averaged over the k draws
         loss = -bound.mean()
+        stats.update(recon=recon["recon"].detach(), kl_nats=kl.detach(), iwae_bound=-loss.detach(),
+                     elbo=(log_px_z + log_pz_qz).mean().detach())  # the k = 1 bound, averaged over the k draws
         return Output(loss=loss, terms={"iwae": loss}, x_hat=torch.sigmoid(logits0), z=z[0], stats=stats)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
