@@ -26,26 +26,22 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 512,256, got {text!r}") from None
 
 
-def positive_int(text: str) -> int:
-    """'64' -> 64; zero, negatives and non-numbers are argument errors."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return n
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = minimum - 1
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return n
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    """'0' -> 0; negatives and non-numbers are argument errors."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return n
+positive_int = _whole(1)  # '64' -> 64; zero, negatives and non-numbers are argument errors
+nonneg_int = _whole(0)  # '0' -> 0; negatives and non-numbers are argument errors
 
 
 def finite_float(text: str) -> float:
