@@ -176,3 +176,21 @@ def test_an_internal_error_is_one_line_with_exit_1():
     code, text = describe(ZeroDivisionError("division by zero"))
     assert code == 1 and "--debug" in text and "ZeroDivisionError" in text and "\n" not in text
     assert describe(MemoryError())[0] == 2
+
+
+@pytest.mark.parametrize("extra", [[], ["--on-nan", "skip"]])
+def test_a_diverging_run_stops_with_one_line_and_is_never_marked_finished(tmp_path, capsys, extra):
+    out = tmp_path / "nan"
+    code, _, err = cli(capsys, "train", *BASE, "--loss", "mse", "--lr", "1e20", "--epochs", "2", "--out", out, *extra)
+    assert code == 2 and "training diverged" in err and len(err.strip().splitlines()) == 1, err
+    assert json.loads((out / "config.json").read_text())["status"] == "running"
+    assert not (out / "model.safetensors").exists() and not (out / "eval.json").exists()
+
+
+def test_on_nan_skip_counts_skipped_steps(run2, tmp_path, capsys):
+    header = (run2 / "metrics.csv").read_text().splitlines()[0]
+    assert "skipped_steps" not in header  # only counted when asked for
+    code, _, err = cli(capsys, "train", *BASE, "--epochs", "1", "--on-nan", "skip", "--out", tmp_path / "s")
+    assert code == 0, err
+    lines = (tmp_path / "s" / "metrics.csv").read_text().splitlines()
+    assert float(lines[1].split(",")[lines[0].split(",").index("skipped_steps")]) == 0.0

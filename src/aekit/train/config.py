@@ -32,6 +32,8 @@ class TrainConfig:
     accelerator: str = opt("auto", "where to train", choices=ACCELERATORS)
     binarize: str = opt("none", "Bernoulli-binarise the data: resample every batch (dynamic) or once, seeded (static)",
                         choices=BINARIZE)
+    on_nan: str = opt("stop", "a NaN/infinite loss: stop with a message (keeping the last good checkpoint), or skip "
+                              "the batch (counted in metrics.csv)", choices=("stop", "skip"))
     progress: bool = opt(True, "progress bar")
 
     def __post_init__(self) -> None:
@@ -51,7 +53,8 @@ class TrainConfig:
             raise ConfigError(f"patience must be >= 0, got {self.patience}", param="patience")
         object.__setattr__(self, "precision", str(self.precision))
         for name, allowed in (("precision", PRECISIONS), ("binarize", BINARIZE), ("schedule", ("none", "cosine")),
-                              ("strategy", STRATEGIES), ("accelerator", ACCELERATORS)):
+                              ("strategy", STRATEGIES), ("accelerator", ACCELERATORS),
+                              ("on_nan", ("stop", "skip"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", param=name)
 

@@ -12,30 +12,50 @@ reduced across ranks, and logged at the end of the epoch.
 
 from __future__ import annotations
 
+import math
 import time
 
 import lightning as L
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
 from .config import TrainConfig
+
+
+class NonFinite(Exception):
+    """Raised by :class:`Step` when a loss is NaN or infinite (caught by the engine, never seen by users)."""
+
+    def __init__(self, optimizer: str) -> None:
+        super().__init__(optimizer)
+        self.optimizer = optimizer
 
 
 class Step:
     """``step(name, loss)``: back-propagate ``loss`` and step the optimizer called ``name``.
 
     Gradients are zeroed right before the backward pass, so each optimizer sees only the gradient of the loss
-    it was given (a discriminator loss does not leak into the encoder's update)."""
+    it was given (a discriminator loss does not leak into the encoder's update). With several optimizers the
+    backward pass is also limited to the stepped optimizer's parameters (``backward(inputs=...)``): autograd then
+    skips the other networks' weight gradients, and a recipe may step one network while a later loss on the same
+    graph (``retain_graph=True``) still passes through the networks it has not stepped yet."""
 
     def __init__(self, lit: "LitAutoencoder", optimizers: dict) -> None:
         self.lit, self.optimizers = lit, optimizers
 
     def __call__(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
         opt = self.optimizers[name]
+        if not torch.isfinite(loss.detach()).all():  # one flag read per step: NaN must never reach the weights
+            raise NonFinite(name)
         opt.zero_grad(set_to_none=True)
-        self.lit.manual_backward(loss, retain_graph=retain_graph)
+        only = {"inputs": [p for g in opt.param_groups for p in g["params"]]} if len(self.optimizers) > 1 else {}
+        self.lit.manual_backward(loss, retain_graph=retain_graph, **only)
         if self.lit.cfg.grad_clip > 0:
             self.lit.clip_gradients(opt, gradient_clip_val=self.lit.cfg.grad_clip, gradient_clip_algorithm="norm")
+        if self.lit.cfg.on_nan == "skip":  # a finite loss can still have NaN gradients: they must not be applied
+            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+                opt.zero_grad(set_to_none=True)
+                raise NonFinite(name)
         opt.step()
 
 
@@ -49,6 +69,7 @@ class LitAutoencoder(L.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._epoch_start = 0.0
+        self.skipped = 0
         self._cached: tuple[int, dict[str, float]] | None = None
 
     # --- accumulation --------------------------------------------------------------------------------
@@ -72,8 +93,31 @@ class LitAutoencoder(L.LightningModule):
     # --- steps ---------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self.model.training_step(x, y, Step(self, dict(zip(self.optimizer_names, self._optimizers()))))
+        try:
+            out = self.model.training_step(x, y, Step(self, dict(zip(self.optimizer_names, self._optimizers()))))
+        except NonFinite as exc:
+            weights_ok = all(torch.isfinite(p).all() for p in self.model.parameters())
+            if self.cfg.on_nan == "skip" and weights_ok:  # counted, not hidden: metrics.csv has the skipped steps
+                self.skipped += 1
+                return
+            raise RunError(self._diverged(x, exc.optimizer, batch_idx)) from None
         self._accumulate("train", out, x.shape[0])
+
+    def _kept(self) -> str:
+        ckpt = self.trainer.checkpoint_callback
+        return ("the last good checkpoint is kept (checkpoints/last.ckpt)" if ckpt is not None and ckpt.last_model_path
+                else "no checkpoint was written yet")
+
+    @torch.no_grad()
+    def _diverged(self, x: torch.Tensor, optimizer: str, batch_idx: int) -> str:
+        """The one-line message: where it happened and which loss terms are not finite."""
+        try:
+            out = self.model(x)
+            bad = [k for k, v in out.terms.items() if not torch.isfinite(v).all()] or ["loss"]
+        except Exception:  # the message must not fail in its turn
+            bad = ["loss"]
+        return (f"training diverged: the loss ({', '.join(bad)}; optimizer {optimizer!r}) became NaN or infinite at "
+                f"epoch {self.current_epoch}, step {batch_idx}; {self._kept()}. Lower --lr, set --grad-clip, or pass --on-nan skip")
 
     def validation_step(self, batch, batch_idx):
         x, _ = batch
@@ -84,6 +128,7 @@ class LitAutoencoder(L.LightningModule):
         self._reset("train")
         self._reset("val")
         self._cached = None
+        self.skipped = 0
         self._epoch_start = time.perf_counter()
         self.model.on_epoch_start(self.current_epoch, self.cfg.epochs)
 
@@ -96,6 +141,9 @@ class LitAutoencoder(L.LightningModule):
         if self._cached is not None and self._cached[0] == self.current_epoch:
             return self._cached[1]
         row: dict[str, float] = {"epoch": float(self.current_epoch)}
+        if self.skipped and "train" not in self._sums:
+            raise RunError(f"training diverged: every step of epoch {self.current_epoch} had a NaN or infinite loss "
+                           "(--on-nan skip skipped them all); lower --lr or set --grad-clip")
         for split in ("train", "val"):
             if split not in self._sums:
                 continue
@@ -103,7 +151,13 @@ class LitAutoencoder(L.LightningModule):
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             means = (sums[:-1] / sums[-1].clamp_min(1)).tolist()
             row.update({f"{split}_{k}": v for k, v in zip(self._keys[split], means)})
+        bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
+        if bad:  # a run must never finish "successfully" with NaN metrics
+            raise RunError(f"training diverged: {bad[0]} is NaN or infinite at epoch {self.current_epoch}; {self._kept()}. "
+                           "Lower --lr or set --grad-clip")
         row["lr"] = float(self._optimizers()[0].param_groups[0]["lr"])
+        if self.cfg.on_nan == "skip":
+            row["skipped_steps"] = float(self.skipped)
         row["seconds"] = time.perf_counter() - self._epoch_start
         self._cached = (self.current_epoch, row)
         return row
