@@ -644,3 +644,26 @@ def test_noise_none_and_bad():
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError):
         Noise("mask", 2.0)
+
+
+def test_restricted_unpickler_admits_numeric_arrays_only_and_bounded_sizes():
+    """A tampered pickle (reached only after the sha256 check, but still) cannot build an object array over raw
+    bytes (a crash when indexed) or ask for a huge allocation."""
+    import pickle
+
+    import numpy.core.multiarray as multiarray
+
+    from aekit.data.mnist import unpickle_numpy
+    from aekit.errors import DataError
+
+    good = ((np.zeros((3, 4), np.float32), np.arange(3, dtype=np.int64)),)
+    back = unpickle_numpy(pickle.dumps(good, protocol=4), "ok")
+    assert back[0][0].shape == (3, 4) and back[0][1].tolist() == [0, 1, 2]
+
+    class Huge:
+        def __reduce__(self):
+            return (multiarray._reconstruct, (np.ndarray, (10**12,), b"b"))
+
+    for bad, why in [(np.array([None, 1], dtype=object), "refused dtype"), (Huge(), "refused array construction")]:
+        with pytest.raises(DataError, match=why):
+            unpickle_numpy(pickle.dumps(bad, protocol=4), "tampered")

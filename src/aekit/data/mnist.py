@@ -10,6 +10,7 @@ files fetched and checked by sha256. Fashion-MNIST: the same without (d), in DAT
 from __future__ import annotations
 
 import functools
+import math
 import gzip
 import hashlib
 import importlib.util
@@ -244,12 +245,28 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
         from numpy._core.multiarray import _reconstruct  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core.multiarray import _reconstruct
+    def reconstruct(cls, shape, dtype_code):
+        # the pickle asks for an empty array whose state comes next: refuse another class, a huge shape
+        if cls is not np.ndarray or not isinstance(shape, tuple) or math.prod(int(d) for d in shape) > MAX_PICKLE_ELEMENTS:
+            raise pickle.UnpicklingError("refused array construction (class or size)")
+        return _reconstruct(cls, shape, dtype_code)
+
+    def dtype(*args):
+        # numbers only: an object dtype would turn raw bytes into pointers (a crash when indexed)
+        dt = np.dtype(*args)
+        if dt.hasobject or dt.kind not in "biuf":
+            raise pickle.UnpicklingError(f"refused dtype {dt}")
+        return dt
+
     return {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # name used by pickles written by numpy 1.x
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,  # name used by pickles written by numpy 1.x
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
         ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "dtype"): dtype,
     }
+
+
+MAX_PICKLE_ELEMENTS = 2**31  # MNIST's largest array has 50000 x 784 = 3.9e7 elements
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
