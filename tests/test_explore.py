@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from aekit.errors import ConfigError, NoPriorError
-from aekit.explore import (arithmetic, axis_values, class_means, decode_all, defects, denoise, encode_all, interpolate,
-                           latent_stats, manifold, max_codes, project, sample_codes, traverse)
+from aekit.explore import (arithmetic, axis_values, cell_box, check_grid, class_means, code_usage, decode_all, defects,
+                           denoise, encode_all, interpolate, latent_stats, manifold, max_codes, project, sample_codes,
+                           traverse)
 from aekit.train import load_run
 
 
@@ -181,3 +182,31 @@ def test_defects_separate_an_ae_from_a_vae(ae2, vae2):
     assert ae["normal_miss_fraction"] > vae["normal_miss_fraction"]
     for r in found.values():
         assert r["area_ratio"] >= 1 and 0 <= r["gap_fraction"] <= 1 and len(r["log_class_volume"]) == 10
+
+
+def test_encode_all_is_the_one_encoder(ae16):
+    """Any image -> code map of the model runs through it; decode_all takes flattened codes too."""
+    run, data = ae16
+    x = data.split("test")[0][:9]
+    pre = encode_all(run.model, x, batch_size=4, encode=run.model.encode_pre)
+    np.testing.assert_array_equal(pre, encode_all(run.model, x))  # a continuous family: encode_pre is encode
+    assert encode_all(run.model, x[:0]).shape == (0, 16)
+    np.testing.assert_array_equal(decode_all(run.model, pre.reshape(9, 16)), decode_all(run.model, pre))
+    with pytest.raises(ConfigError, match=r"shape \(N, 16\)"):
+        decode_all(run.model, pre[:, :5])
+
+
+def test_code_usage_grid_checks_and_cell_boxes():
+    idx = np.array([[[0, 0], [1, 3]], [[0, 0], [0, 3]]])  # two 2x2 grids over a codebook of 5
+    u = code_usage(idx, 5)
+    assert u["counts"] == [5, 1, 0, 2, 0] and u["used"] == 3 and u["dead"] == 2 and u["cells"] == 8
+    p = np.array([5, 1, 2]) / 8
+    assert u["perplexity"] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+    assert code_usage(np.zeros((3, 2, 2), int), 4)["perplexity"] == pytest.approx(1.0)  # one entry takes every cell
+    np.testing.assert_array_equal(check_grid([[1, 2], [3, 4]], (2, 2), 5), [[1, 2], [3, 4]])
+    with pytest.raises(ConfigError, match="not a codebook entry; entries run 0..4"):
+        check_grid([[1, 2], [3, 5]], (2, 2), 5)
+    with pytest.raises(ConfigError, match="code grid is 2 x 2"):
+        check_grid([[1, 2, 3]], (2, 2), 5)
+    assert cell_box((1, 2), (7, 7), (28, 28)) == (4, 8, 8, 12)
+    assert cell_box((0, 0), (3, 3), (8, 8)) == (0, 3, 0, 3)  # cells of uneven size cover every pixel

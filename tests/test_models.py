@@ -61,7 +61,7 @@ def test_save_load_gives_equal_outputs(name, tmp_path):
     x = torch.rand(4, 1, 8, 8)
     assert again.config == model.config
     assert torch.equal(model.encode(x), again.encode(x))
-    z = torch.randn(4, 3)
+    z = torch.randn(4, *model.code_shape)
     assert torch.equal(model.decode(z), again.decode(z))
 
 

@@ -49,8 +49,10 @@ def test_plot_kind_writes_picture_and_numbers(trained_run, tmp_path, capsys, kin
         assert pts.shape == (len(numbers["labels"]), 2) and len(pts) > 100
     elif kind == "density":
         assert len(numbers["std"]) == dim and all(hi >= lo for lo, hi in zip(numbers["min"], numbers["max"]))
-    elif kind == "sample":
-        assert ("prior" in numbers) == (model == "vae") and np.asarray(numbers.get("fitted", numbers.get("prior"))).shape == (64, dim)
+    elif kind == "sample":  # the VAE samples its prior; a plain AE shows N(0, I) beside a fitted Gaussian
+        assert numbers["sources"] == (["prior"] if model == "vae" else ["normal", "fitted"])
+        if model != "vae":
+            assert np.asarray(numbers["fitted"]).shape == (64, dim) and "no prior" in numbers["note"]
     elif kind == "manifold":
         assert numbers["shape"] == [15, 15] and numbers["dims"] == [0, 1]
     elif kind == "interpolate":
@@ -93,7 +95,7 @@ def test_tsne_projection_is_cached_per_weights(trained_run, tmp_path):
     shutil.copytree(trained_run("ae", 16), run)
     argv = ["plot", "latent", str(run), "--method", "tsne", "--n", "120", "--out", str(tmp_path / "t.png")]
     assert main(argv) == 0
-    cache = list((run / "cache").glob("projection-tsne-120-0.npz"))
+    cache = list((run / "cache").glob("projection-tsne-test-120-0.npz"))
     assert len(cache) == 1
     stamp, first = cache[0].stat().st_mtime_ns, json.loads((tmp_path / "t.json").read_text())["points"]
     assert main(argv) == 0
@@ -122,10 +124,16 @@ def test_report_embeds_every_figure_offline(trained_run, model, dim, n_figures):
     for uri in uris:
         assert_non_blank(base64.b64decode(uri))
     assert not re.search(r"https?://", html)
-    assert ("slice3d" in html) == (dim >= 3)
+    assert ("alt='slice3d'" in html) == (dim >= 3)
+    shown = set(re.findall(r"<img alt='(\w+)'", html))
     for kind, caption in CAPTIONS.items():
-        if kind != "slice3d" or dim >= 3:
-            assert caption.replace("'", "&#x27;") in html
+        assert (caption.replace("'", "&#x27;") in html) == (kind in shown)
+    # the figures that do not apply are listed with the model's one-line reason
+    skipped = dict(re.findall(r"<li><b>(\w+)</b>: ([^<]+)</li>", html))
+    assert set(skipped) | shown == set(CAPTIONS) and not set(skipped) & shown
+    assert "discrete codebook" in skipped["codes"] and "discrete codebook" in skipped["swap"]
+    if dim < 3:
+        assert "3 code dimensions" in skipped["slice3d"]
     assert "train_loss" in html and model in html
 
 
@@ -151,6 +159,8 @@ BAD = [
     (["plot", "interpolate", "{ae2}", "--mode", "max"], "linear or slerp"),
     (["plot", "denoise", "{ae2}", "--noise", "blur:3"], "unknown noise"),
     (["plot", "manifold", "{ae2}", "--range", "-5", "5", "--step", "0.01"], "larger --step"),
+    (["plot", "codes", "{ae2}"], "ae has no discrete codebook"),  # a KIND the model cannot do: the model's reason
+    (["plot", "swap", "{ae16}", "--cell", "1,1"], "ae has no discrete codebook"),
     (["plot", "latent", "{missing}"], "does not exist"),
     (["report", "{missing}"], "does not exist"),
 ]

@@ -75,6 +75,12 @@ def test_info_describes_the_run(ae, vae):
     assert info["model"] == "ae" and info["latent_dim"] == 2 and info["shape"] == [1, 8, 8]
     assert info["class_names"] == [str(k) for k in range(10)]
     assert info["has_prior"] is False and "no prior" in info["sample_note"]
+    # what the page shows follows the model's capabilities: sliders (a flat code), no grid editor, no sampling
+    assert info["code_shape"] == [2] and info["features"]["flat"] is None and info["features"]["plane"] is None
+    assert "no discrete codebook" in info["features"]["discrete"] and info["codebook"] is None
+    assert info["panels"]["sliders"] is None and info["panels"]["grid"] and info["panels"]["sample"]
+    assert c.post("/api/decode_indices", json={"indices": [[0]]}).status_code == 409
+    assert c.get("/api/test/0").json()["indices"] is None
     lo, hi = np.array(info["ranges"]["lo"]), np.array(info["ranges"]["hi"])
     assert lo.shape == (2,) and (hi > lo).all()
     # AE ranges come from the training codes: every test code lies inside them
@@ -184,7 +190,7 @@ def test_random_sample_is_disabled_with_an_explanation_for_plain_aes(ae):
     _, c = ae
     r = c.get("/api/sample?seed=3")
     assert r.status_code == 409
-    assert "no prior" in detail(r) and "VAE" in detail(r)
+    assert "no prior" in detail(r) and "vae" in detail(r)  # the reason, and the registered models that have one
 
 
 def test_random_sample_from_a_vae_is_seeded(vae):
@@ -352,13 +358,16 @@ def test_no_endpoint_takes_a_file_path(ae):
 
 
 def test_wider_codes_use_a_cached_pca_map(trained_run):
+    import shutil
+
     run = load_run(trained_run("ae", 16))
-    cache = run.path / "cache" / "explorer-pca.npz"
-    cache.unlink(missing_ok=True)
+    shutil.rmtree(run.path / "cache", ignore_errors=True)
     c = TestClient(create_app(run))
     info = c.get("/api/info").json()
     assert info["projection"] == "pca" and info["map_is_latent"] is False and len(info["ranges"]["lo"]) == 16
-    assert cache.exists()
+    # the session's cache, the one `aekit plot` uses too: codes, reconstruction errors, the projection
+    (cache,) = (run.path / "cache").glob("projection-pca-test-*.npz")
+    assert list((run.path / "cache").glob("codes-test-*.npz")) and list((run.path / "cache").glob("errors-test-*.npz"))
     stamp = cache.stat().st_mtime_ns
     t0 = time.perf_counter()
     c2 = TestClient(create_app(run))

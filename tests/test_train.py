@@ -54,7 +54,8 @@ def png_folder(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("model", list(list_models()))
 def test_every_model_trains_on_mnist_from_the_cli(model, tmp_path, capsys, data_dir):
     out = tmp_path / "run"
-    extra = SMALL_CONV if "conv" in model else ["--hidden-dims", "64"] if model != "ae" else []
+    has = aekit.registry.get(model).cls.Config.__dataclass_fields__  # a family without dense layers takes no --hidden-dims
+    extra = SMALL_CONV if "conv" in model else ["--hidden-dims", "64"] if model != "ae" and "hidden_dims" in has else []
     code, stdout, err = run_cli(capsys, "train", "--model", model, "--dataset", "mnist", "--epochs", "1",
                                 "--max-train-samples", "512", "--val-fraction", "0.01", "--latent-dim", "4",
                                 "--out", out, "--no-progress", *extra)
@@ -72,7 +73,7 @@ def test_every_model_trains_on_mnist_from_the_cli(model, tmp_path, capsys, data_
     assert ev["n"] == 10000 and 0 < ev["mse"] < 0.3
     run = aekit.load_run(out)
     x = run.data().batches("test", 8).__next__()[0]
-    assert run.model.encode(x).shape == (8, 4)
+    assert run.model.encode(x).shape == (8, *run.model.code_shape) and run.model.code_shape[0] == 4
 
 
 @pytest.mark.parametrize("model", list(list_models()))

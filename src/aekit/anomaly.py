@@ -56,7 +56,7 @@ def anomaly_scores(model, images: torch.Tensor, score: str = "recon", samples: i
 
     if score not in SCORES:
         raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
-    if score != "recon" and not hasattr(model, "log_importance_weights"):
+    if score != "recon" and model.skip_reason("likelihood") is not None:
         raise ConfigError(f"score {score!r} needs a VAE (a likelihood); {model.name!r} has none: use score='recon'")
     if samples < 1:
         raise ConfigError(f"samples must be >= 1, got {samples}")
@@ -110,7 +110,7 @@ class AnomalyDetector:
         self.contamination = float(contamination)
         self.samples = samples
         self.seed = seed
-        if score != "recon" and not hasattr(self.model, "log_importance_weights"):
+        if score != "recon" and self.model.skip_reason("likelihood") is not None:
             raise ConfigError(f"score {score!r} needs a VAE; {self.model.name!r} has no likelihood: use score='recon'")
 
     def fit(self, X, y=None, *, show_progress: bool = False) -> "AnomalyDetector":
@@ -180,7 +180,7 @@ def one_class_benchmark(dataset: str = "mnist", model: str = "conv-ae", epochs: 
                             f"measure an AUROC; it has {int((test_labels == c).sum())} of {len(test_labels)}")
     torch.manual_seed(seed)
     probe = build_model(model, input_shape=data.shape, latent_dim=latent_dim, **(model_options or {}))
-    if score != "recon" and not hasattr(probe, "log_importance_weights"):
+    if score != "recon" and probe.skip_reason("likelihood") is not None:
         raise ConfigError(f"score {score!r} needs a VAE (a likelihood); {model!r} has none: use the recon score")
     scratch = tempfile.TemporaryDirectory(prefix="aekit-oneclass-") if out_dir is None else None
     root = Path(out_dir) if out_dir is not None else Path(scratch.name)  # per-class runs: kept only when asked

@@ -8,7 +8,6 @@ Everything is computed batch by batch from a uint8 (N, C, H, W) tensor, which ma
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import AekitError, ConfigError, DataError, RunError
-from .fileio import temp_beside
+from .fileio import atomic_path
 
 CODE_FORMATS = (".npy", ".npz", ".parquet")
 BACKENDS = ("torch", "onnx", "auto")
@@ -105,7 +104,8 @@ def check_batch_size(batch_size) -> int:
 # ---------------------------------------------------------------- encoders (torch / onnxruntime)
 
 class TorchEncoder:
-    """uint8 batch -> codes with the model's deterministic ``encode`` (VAE: the posterior mean)."""
+    """uint8 batch -> flattened codes (B, code_size) with the model's deterministic ``encode`` (VAE: the
+    posterior mean)."""
 
     backend = "torch"
 
@@ -113,9 +113,11 @@ class TorchEncoder:
         self.model = model.eval()
 
     def __call__(self, x_u8: torch.Tensor) -> np.ndarray:
+        from .data import to_float
+
         with torch.inference_mode():
-            x = x_u8.to(torch.float32).mul_(1.0 / 255.0)  # (B, C, H, W)
-            return self.model.encode(x).numpy()
+            z = self.model.encode(to_float(x_u8))  # (B, *code_shape)
+            return z.reshape(len(z), -1).numpy()
 
 
 class OnnxEncoder:
@@ -133,8 +135,10 @@ class OnnxEncoder:
         self.name = self.session.get_inputs()[0].name
 
     def __call__(self, x_u8: torch.Tensor) -> np.ndarray:
-        x = x_u8.numpy().astype(np.float32) * np.float32(1.0 / 255.0)
-        return self.session.run(None, {self.name: x})[0]
+        from .data import to_float
+
+        z = self.session.run(None, {self.name: to_float(x_u8).numpy()})[0]  # (B, *code_shape)
+        return z.reshape(len(z), -1)
 
 
 def make_encoder(model, backend: str = "auto", run_path: str | Path | None = None, probe: torch.Tensor | None = None,
@@ -220,7 +224,8 @@ def _time(enc, probe: torch.Tensor) -> float:
 
 def encode_images(encoder: Callable[[torch.Tensor], np.ndarray], images: torch.Tensor, batch_size: int = 4096,
                   show_progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (start, codes (B, D) float32) batch by batch."""
+    """Yield (start, flattened codes (B, code_size) float32) batch by batch, streamed (for the writers below;
+    in memory, :func:`aekit.explore.encode_all` is the one encoder of a whole set)."""
     with progress(len(images), "encode", show_progress) as bar:
         for start, xb in batches(images, batch_size):
             z = np.asarray(encoder(xb), dtype=np.float32)
@@ -229,11 +234,12 @@ def encode_images(encoder: Callable[[torch.Tensor], np.ndarray], images: torch.T
 
 
 def encode_all(model, images, batch_size: int = 4096) -> np.ndarray:
-    """All codes of an image array in memory: (N, D) float32."""
-    enc = TorchEncoder(model)
+    """All codes of any array-like of images (read and checked by :func:`as_image_tensor`), flattened:
+    (N, code_size) float32, through :func:`aekit.explore.encode_all`."""
+    from .explore import encode_all as encode_set
+
     x = images if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 else as_image_tensor(images, model.input_shape)
-    parts = [z for _, z in encode_images(enc, x, batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, model.latent_dim), np.float32)
+    return encode_set(model, x, batch_size).reshape(len(x), model.code_size)
 
 
 def write_codes(path: str | Path, n: int, dim: int, coded: Iterator[tuple[int, np.ndarray]],
@@ -244,30 +250,32 @@ def write_codes(path: str | Path, n: int, dim: int, coded: Iterator[tuple[int, n
     suffix = path.suffix.lower()
     if suffix not in CODE_FORMATS:
         raise ConfigError(f"{path}: unknown output format {suffix or '(none)'}; use {', '.join(CODE_FORMATS)}")
-    tmp = temp_beside(path, suffix)
-    try:
+    with atomic_path(path, suffix) as tmp:
         if suffix == ".parquet":
             _write_parquet(tmp, dim, coded, labels)
-        else:
-            npy = tmp if suffix == ".npy" else tmp.with_suffix(".codes.npy")
-            out = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(n, dim))
-            for start, z in coded:
-                out[start : start + len(z)] = z
-            out.flush()
-            del out
-            if suffix == ".npz":
+        elif suffix == ".npy":
+            _fill_npy(tmp, (n, dim), np.float32, coded)
+        else:  # .npz: the codes go through a memory-mapped .npy beside it, then into the archive in chunks
+            npy = tmp.with_suffix(".codes.npy")
+            try:
+                _fill_npy(npy, (n, dim), np.float32, coded)
                 codes = np.load(npy, mmap_mode="r")
                 extra = {"labels": np.asarray(labels)} if labels is not None else {}
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, codes=codes, **extra)  # written in buffered chunks from the mapping
+                    np.savez(fh, codes=codes, **extra)
                 del codes
-                npy.unlink()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".codes.npy").unlink(missing_ok=True)
-        raise
+            finally:
+                npy.unlink(missing_ok=True)
     return path
+
+
+def _fill_npy(path: Path, shape: tuple[int, ...], dtype, parts: Iterator[tuple[int, np.ndarray]]) -> None:
+    """Fill a .npy file of ``shape`` through a memory map, batch by batch: memory stays one batch."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    for start, x in parts:
+        out[start : start + len(x)] = x
+    out.flush()
+    del out
 
 
 def _write_parquet(path: Path, dim: int, coded, labels) -> None:
@@ -294,11 +302,13 @@ def denoise_images(model, images: torch.Tensor, batch_size: int = 1024, noise=No
                    show_progress: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (start, input uint8 (B, C, H, W), reconstruction uint8 (B, C, H, W)); ``noise`` (a
     ``aekit.data.Noise``) corrupts the input first, to show a denoising autoencoder at work."""
+    from .data import to_float
+
     model.eval()
     g = torch.Generator().manual_seed(seed)
     with progress(len(images), "denoise", show_progress) as bar, torch.inference_mode():
         for start, xb in batches(images, batch_size):
-            x = xb.to(torch.float32).mul_(1.0 / 255.0)
+            x = to_float(xb)  # (B, C, H, W)
             if noise is not None:
                 x = noise(x, generator=g).clamp(0.0, 1.0)
             x_hat = model.reconstruct(x)
@@ -310,29 +320,13 @@ def denoise_images(model, images: torch.Tensor, batch_size: int = 1024, noise=No
 def write_images_npy(path: Path, shape: tuple[int, ...], parts: Iterator[tuple[int, np.ndarray]]) -> Path:
     """Fill a uint8 .npy (N, C, H, W) batch by batch through a memory map; atomic rename at the end."""
     path = Path(path)
-    tmp = temp_beside(path, ".npy")
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        for start, x in parts:
-            out[start : start + len(x)] = x
-        out.flush()
-        del out
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".npy") as tmp:
+        _fill_npy(tmp, shape, np.uint8, parts)
     return path
 
 
 def write_png(path: Path, img: np.ndarray) -> None:
     """One uint8 (C, H, W) image as PNG (gray for C=1), written atomically."""
-    import io
+    from .fileio import atomic_write, png_bytes
 
-    from PIL import Image
-
-    from .train.runs import atomic_write
-
-    arr = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, png_bytes(img, compress_level=6))  # files on disk: the usual zlib level

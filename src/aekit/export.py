@@ -1,7 +1,9 @@
 """Export a model's encoder and decoder as ONNX (or TorchScript) files with a dynamic batch axis.
 
-``encoder.onnx``: float32 images (B, C, H, W) in [0, 1] -> codes (B, D) — the deterministic ``encode``
-(VAE: the posterior mean). ``decoder.onnx``: codes (B, D) -> images (B, C, H, W) in [0, 1].
+``encoder.onnx``: float32 images (B, C, H, W) in [0, 1] -> codes (B, *code_shape) — the deterministic
+``encode`` (VAE: the posterior mean; a discrete model: its quantised code). ``decoder.onnx``: codes
+(B, *code_shape) -> images (B, C, H, W) in [0, 1]. Example inputs come from ``model.code_shape``, so flat
+(D,) and spatial (D, h, w) codes export alike; only the batch axis is dynamic.
 
 Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)`` is tried first: on these small
 feed-forward nets it is exact, takes well under a second and needs no onnxscript; the dynamo exporter
@@ -28,7 +30,7 @@ class EncoderPart(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, D)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, *code_shape)
         return self.model.encode(x)
 
 
@@ -37,14 +39,14 @@ class DecoderPart(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C, H, W)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, *code_shape) -> (B, C, H, W)
         return self.model.decode(z)
 
 
 def _part(model, name: str) -> tuple[nn.Module, torch.Tensor, str, str]:
     if name == "encoder":
         return EncoderPart(model).eval(), torch.rand(2, *model.input_shape), "image", "code"
-    return DecoderPart(model).eval(), torch.randn(2, model.latent_dim), "code", "image"
+    return DecoderPart(model).eval(), torch.randn(2, *model.code_shape), "code", "image"  # flat or (D, h, w)
 
 
 def export_onnx(model, out_dir: str | Path, parts=PARTS, opset: int = OPSET) -> dict[str, Path]:
@@ -54,7 +56,7 @@ def export_onnx(model, out_dir: str | Path, parts=PARTS, opset: int = OPSET) -> 
         import onnx
     except ImportError:
         raise ConfigError("ONNX export needs onnx and onnxscript: pip install 'aekit[export]'") from None
-    from .train.runs import atomic_write
+    from .fileio import atomic_write
 
     out_dir = Path(out_dir)
     model = model.eval().cpu()
@@ -103,7 +105,7 @@ def export_torchscript(model, out_dir: str | Path, parts=PARTS) -> dict[str, Pat
     """Write ``{part}.pt`` TorchScript files (traced; load with ``torch.jit.load``, no aekit needed)."""
     import io
 
-    from .train.runs import atomic_write
+    from .fileio import atomic_write
 
     out_dir = Path(out_dir)
     model = model.eval().cpu()

@@ -266,3 +266,50 @@ def defects(result: dict, points: np.ndarray, labels: np.ndarray, class_names: S
     bx.set_xticks(range(len(vals)), names, fontsize=7)
     bx.set_title("latent-space defects (lower is better)", fontsize=9)
     return fig
+
+
+def code_usage(usage: dict, title: str = "codebook use"):
+    """Bars: how many grid cells use each codebook entry (``aekit.explore.code_usage``), with the usage
+    perplexity and the count of dead entries in the title."""
+    counts = np.asarray(usage["counts"])
+    k = len(counts)
+    fig = _figure(min(2.0 + 0.05 * k, 11), 3.2)
+    ax = fig.add_subplot()
+    ax.bar(np.arange(k), counts, width=1.0 if k > 64 else 0.8, color=np.where(counts > 0, "tab:blue", "tab:red"))
+    ax.set_xlim(-0.5, k - 0.5)
+    ax.set_xlabel("codebook entry")
+    ax.set_ylabel("grid cells")
+    ax.set_title(f"{title}\nperplexity {usage['perplexity']:.1f} of {k}; {usage['used']} used, {usage['dead']} dead",
+                 fontsize=9)
+    return fig
+
+
+def swap(image: np.ndarray, result: dict, cell: Sequence[int], entry: int, entries: Sequence[int]):
+    """Code swapping: top, the image, its decode and the decode with cell ``cell`` set to each of ``entries``
+    (the cell's pixel box outlined); bottom, how much each pixel moved from the unchanged decode."""
+    from matplotlib.patches import Rectangle
+
+    y0, y1, x0, x1 = (int(v) for v in result["box"])
+    images, moved = result["images"], result["moved"].max(axis=1)  # (E, C, H, W), (E, H, W)
+    q = len(entries) + 2
+    fig = _figure(1.1 * q + 0.8, 2.9)
+    axes = np.asarray(fig.subplots(2, q, squeeze=False))
+    top = [image, result["base"], *images]
+    titles = ["image", f"decode\n[{cell[0]},{cell[1]}]={entry}", *[f"-> {e}" for e in entries]]
+    vmax = max(float(moved.max()), 1e-6)
+    for j in range(q):
+        _imshow(axes[0, j], _hwc(top[j]), titles[j], 7)
+        if j >= 1:
+            axes[0, j].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="tab:red", lw=1.2))
+        ax = axes[1, j]
+        if j >= 2:
+            ax.imshow(moved[j - 2], cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="tab:cyan", lw=1.0))
+            ax.set_title(f"in {result['inside'][j - 2]:.2f} / out {result['outside'][j - 2]:.2f}", fontsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j < 2:
+            ax.axis("off")
+    axes[1, 2].set_ylabel("|change|", fontsize=8)
+    fig.suptitle(f"code swapping: grid cell {cell[0]},{cell[1]} (entry {entry}) set to other codebook entries", fontsize=9)
+    return fig

@@ -1,15 +1,18 @@
-"""A run as one self-contained HTML page: config, metrics, and the figures embedded as data URIs.
+"""A run as one self-contained HTML page: config, metrics, the figures embedded as data URIs, and the
+figures that do not apply to the model with the reason.
 
-Pure: ``build_report`` returns the HTML text; ``aekit report`` (aekit.commands.explore) makes the figures and
-writes the file. No script, no stylesheet or image is fetched: the page works offline and can be mailed.
+Pure: ``build_report`` returns the HTML text; ``aekit report`` (aekit.commands.explore) has the session make
+the figures and writes the file. No script, no stylesheet or image is fetched: the page works offline and can
+be mailed.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from typing import Any
+
+from .fileio import data_uri
 
 CAPTIONS = {
     "curves": "Training and validation loss per epoch, and each loss term.",
@@ -17,13 +20,15 @@ CAPTIONS = {
     "latent": "Codes of the test set coloured by class (projected to 2-D when the code is wider).",
     "density": "Distribution of each code dimension, with its min, max, mean, std and skew.",
     "slice3d": "Three code dimensions in 3-D, coloured by class.",
-    "sample": "Decoded random codes: from the prior (VAE), or from N(0, I) and a Gaussian fitted to the training codes (AE).",
+    "sample": "New images from the model's prior; without one, decoded N(0, I) codes and a Gaussian fitted to the training codes.",
     "manifold": "Decoded grid over two code dimensions, the others held at the mean code.",
-    "interpolate": "A walk in latent space between two test images (originals at the ends).",
-    "arithmetic": "Latent arithmetic: decode(z_a - z_b + z_c).",
+    "interpolate": "A walk in latent space (before any quantisation) between two test images (originals at the ends).",
+    "arithmetic": "Latent arithmetic: decode(z_a - z_b + z_c), in the code before any quantisation.",
     "traverse": "Each row sweeps one code dimension across its observed range, the others at the mean code.",
     "denoise": "Noisy input, model output and clean target, with PSNR against the clean image.",
     "defects": "Latent-space defects: unequal class areas, asymmetry about the origin, gaps (lower is better).",
+    "codes": "How many code-grid cells use each codebook entry over the test set; red bars are dead entries.",
+    "swap": "Code swapping: one grid cell set to other codebook entries (the cell outlined); below, what moved.",
 }
 
 _STYLE = """
@@ -52,20 +57,16 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def build_report(run, figures: dict[str, bytes] | None = None) -> str:
-    """HTML text of the report: summary, test metrics (RUN/eval.json when present), the config, metrics per
-    epoch, then each figure (name -> PNG bytes) with its one-line caption."""
+def build_report(run, figures: dict[str, bytes] | None = None, skipped: dict[str, str] | None = None) -> str:
+    """HTML text of the report: summary, test metrics (RUN/eval.json when present), metrics per epoch, each
+    figure (name -> PNG bytes) with its one-line caption, the figures left out (name -> reason), the config."""
     cfg = run.config
     model, data = cfg.get("model", {}), cfg.get("data", {})
     title = f"aekit run {run.path.name}: {model.get('name', '?')} on {data.get('spec', '?')}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
-    latent = model.get("config", {}).get("latent_dim", "?")
-    parts.append(f"<p>latent dim {_fmt(latent)} &middot; input shape {_fmt(data.get('shape', '?'))} &middot; "
+    code = list(run.model.code_shape)
+    parts.append(f"<p>code shape {_fmt(code)} &middot; input shape {_fmt(data.get('shape', '?'))} &middot; "
                  f"figures: {len(figures or {})}</p>")
     eval_path = run.path / "eval.json"
     if eval_path.exists():
@@ -80,5 +81,8 @@ def build_report(run, figures: dict[str, bytes] | None = None) -> str:
         caption = CAPTIONS.get(name, name)
         parts.append(f"<h2>{html.escape(name)}</h2><figure><img alt='{html.escape(name)}' src='{data_uri(png)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if skipped:
+        items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(reason)}</li>" for k, reason in skipped.items())
+        parts.append(f"<h2>Not shown for this model</h2><ul class='skipped'>{items}</ul>")
     parts.append("<h2>Config</h2><pre>" + html.escape(json.dumps(cfg, indent=2)) + "</pre></body></html>\n")
     return "\n".join(parts)

@@ -126,7 +126,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             run = train(model, data, cfg, tmp + "/run", data_options={"spec": "array"})
         self.model_ = run.model.eval()
         self.n_epochs_ = int(run.config["result"]["epochs_completed"])
-        self._n_features_out = int(self.latent_dim)
+        self._n_features_out = int(self.model_.code_size)  # a spatial (D, h, w) code is output flattened
         return self
 
     def _unit_tensor(self, X) -> torch.Tensor:
@@ -138,23 +138,24 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return torch.from_numpy(self._to_unit(X, reset=False))
 
     def transform(self, X) -> np.ndarray:
-        """Codes (N, latent_dim) float32: the deterministic encoding (VAE: posterior mean)."""
+        """Codes (N, code size) float32: the deterministic encoding (VAE: posterior mean), flattened."""
+        from .explore import encode_all
+
         x = self._unit_tensor(X)
-        with torch.inference_mode():
-            return np.concatenate([self.model_.encode(b).numpy() for b in x.split(4096)]) if len(x) else \
-                np.zeros((0, self.latent_dim), np.float32)
+        return encode_all(self.model_, x, 4096).reshape(len(x), self._n_features_out)
 
     def inverse_transform(self, X) -> np.ndarray:
         """Decode codes back to the input space (the fitted scale and shape)."""
+        from .explore import decode_all
+
         check_is_fitted(self, "model_")
         Z = np.asarray(X, dtype=np.float32)
-        if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
-            raise ValueError(f"inverse_transform expects codes of shape (N, {self.latent_dim}), got {Z.shape}")
+        size = self._n_features_out
+        if Z.ndim != 2 or Z.shape[1] != size:
+            raise ValueError(f"inverse_transform expects codes of shape (N, {size}), got {Z.shape}")
         if not np.isfinite(Z).all():
             raise ValueError("codes contain NaN or infinity")
-        with torch.inference_mode():
-            x = self.model_.decode(torch.from_numpy(Z)).numpy()
-        return self._from_unit(x)
+        return self._from_unit(decode_all(self.model_, Z, 4096))
 
     def score(self, X, y=None) -> float:
         """Minus the mean squared reconstruction error per value, in the [0, 1] scale (higher is better)."""

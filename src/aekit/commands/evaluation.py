@@ -9,8 +9,9 @@ from . import _common as c
 
 ORDER = 20
 
-METRIC_HELP = ("comma list of mse,bce,psnr,ssim,elbo,nll,kl,active,fid,probe,knn,pca or 'all' "
-               "(default: mse,bce,psnr,ssim, + elbo,kl,active for VAEs)")
+METRIC_HELP = ("comma list of mse,bce,psnr,ssim,elbo,nll,kl,active,codebook,bits,fid,probe,knn,pca or 'all', which "
+               "skips what does not apply with the reason (default: mse,bce,psnr,ssim, + elbo,kl,active for VAEs, "
+               "+ codebook for discrete codes, + bits once their prior is trained)")
 
 
 def add_commands(sub) -> None:

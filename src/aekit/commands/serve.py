@@ -13,9 +13,10 @@ ORDER = 40
 
 def add_commands(sub) -> None:
     p = sub.add_parser("serve", help="explore a run's latent space in the browser",
-                       description="Start a local web page with sliders over the code, the test-set latent map, "
-                                   "morphing, latent arithmetic and image upload. Binds 127.0.0.1 unless --host "
-                                   "says otherwise.")
+                       description="Start a local web page with the test-set latent map, morphing, latent "
+                                   "arithmetic and image upload, plus what the run's model supports: sliders over "
+                                   "a flat code, a code-grid editor for discrete codes, random samples from a "
+                                   "prior. Binds 127.0.0.1 unless --host says otherwise.")
     p.add_argument("run", help="run folder")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")

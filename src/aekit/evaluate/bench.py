@@ -23,6 +23,9 @@ COLUMNS = (
     ("ssim", "SSIM", "{:.3f}"),
     ("elbo", "ELBO nats", "{:.2f}"),
     ("nll_iwae", "NLL nats", "{:.2f}"),
+    ("perplexity", "codebook perplexity", "{:.1f}"),
+    ("usage", "codebook usage", "{:.2f}"),
+    ("bits_per_image", "prior bits/image", "{:.1f}"),
     ("fid_samples", "FID-clf samples", "{:.2f}"),
     ("fid_recon", "FID-clf recon", "{:.2f}"),
     ("probe_acc", "probe acc", "{:.3f}"),
@@ -30,6 +33,8 @@ COLUMNS = (
     ("knn_acc", "kNN acc", "{:.3f}"),
 )
 BENCH_METRICS = ("mse", "bce", "psnr", "ssim", "fid", "probe", "knn")
+# reported where they apply (a likelihood, a codebook, a trained prior), skipped with a reason elsewhere
+BENCH_IF_APPLICABLE = ("elbo", "nll", "codebook", "bits")
 
 
 def parse_models(text: str) -> list[str]:
@@ -59,14 +64,17 @@ def run_bench(dataset: str, models: list[str], out: str | Path, *, latent_dim: i
               batch_size: int = 128, iwae_samples: int = 100, nll_samples: int | None = 1000, seed: int = 0,
               max_probe_train: int | None = 20000, log: Callable[[str], None] = print) -> tuple[list[dict], dict]:
     """Train each model into ``out/runs/MODEL`` (finished runs are reused), evaluate it on the test split and
-    return (leaderboard rows, details per model). With ``time_budget_min``, models not started before the
-    budget is spent are listed as skipped (a run is never cut short: its numbers would mislead)."""
+    return (leaderboard rows, details per model). A family with second stages (``model.stages``, e.g. a prior
+    over a VQ-VAE's codes) has each trained for the same epochs in ``out/runs/MODEL/STAGE``, so its samples can
+    be scored. With ``time_budget_min``, models not started before the budget is spent are listed as skipped
+    (a run is never cut short: its numbers would mislead)."""
     import torch
 
     from ..data import load_data
     from ..registry import build_model
     from ..train import TrainConfig, load_run, train
-    from .suite import evaluate_metrics, is_vae
+    from ..train.stage import stage_finished, train_stage
+    from .suite import evaluate_metrics
 
     out = Path(out)
     data_opts = {k: v for k, v in {"data_dir": data_dir, "max_train_samples": max_train_samples}.items() if v is not None}
@@ -92,10 +100,18 @@ def run_bench(dataset: str, models: list[str], out: str | Path, *, latent_dim: i
             cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, patience=0, progress=False)
             log(f"{name}: training {epochs} epochs -> {run_dir}")
             run = train(model, data, cfg, run_dir, resume=resume, data_options={"spec": dataset, **data_opts, "seed": seed})
+        stage_seconds = 0.0
+        for stage in run.model.stages:
+            if not stage_finished(run_dir, stage):
+                cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, patience=0, progress=False)
+                log(f"{name}: training its {stage} stage {epochs} epochs -> {run_dir / stage}")
+                run = train_stage(run_dir, stage, cfg, resume=(run_dir / stage / "checkpoints" / "last.ckpt").exists(),
+                                  data_overrides={"data_dir": data_dir} if data_dir is not None else None)
+            stage_seconds += (run.config.get("stages", {}).get(stage, {}).get("result", {}).get("train_seconds") or 0.0)
         model = run.model
-        metrics = list(BENCH_METRICS) + (["elbo", "nll"] if is_vae(model) else [])
-        m = evaluate_metrics(model, data, metrics, iwae_samples=iwae_samples, nll_samples=nll_samples,
-                             cache_dir=cache_dir, seed=seed, max_probe_train=max_probe_train)
+        m = evaluate_metrics(model, data, [*BENCH_METRICS, *BENCH_IF_APPLICABLE], iwae_samples=iwae_samples,
+                             nll_samples=nll_samples, cache_dir=cache_dir, seed=seed, max_probe_train=max_probe_train,
+                             skip_inapplicable=True)
         res = run.config.get("result", {})
         n_train = run.config["data"].get("sizes", {}).get("train", len(data.splits["train"]))
         done = res.get("epochs_completed") or epochs
@@ -103,6 +119,8 @@ def run_bench(dataset: str, models: list[str], out: str | Path, *, latent_dim: i
         row = {"model": name, "params": sum(p.numel() for p in model.parameters()), "epochs": done,
                "train_seconds": secs, "train_img_per_s": n_train * done / secs if secs and secs == secs else float("nan"),
                **{k: m[k] for k, _, _ in COLUMNS if k in m}, "status": "ok"}
+        if stage_seconds:
+            row["stage_seconds"] = round(stage_seconds, 2)  # second stages, apart from the first stage's speed
         if "nll_iwae" in m:
             row["nll_note"] = f"IWAE-{m['iwae_samples']} on {m['nll_n']} test images, grey-level data"
         rows.append(row)

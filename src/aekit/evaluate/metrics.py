@@ -10,9 +10,21 @@ import torch
 from ..errors import ConfigError
 
 # every name `aekit evaluate --metrics` accepts, in report order
-METRICS = ("mse", "bce", "psnr", "ssim", "elbo", "nll", "kl", "active", "fid", "probe", "knn", "pca")
+METRICS = ("mse", "bce", "psnr", "ssim", "elbo", "nll", "kl", "active", "codebook", "bits", "fid", "probe", "knn", "pca")
 # the ones that need a posterior (a VAE)
 VAE_ONLY = ("elbo", "nll", "kl", "active")
+# what a metric needs of the model: features of Autoencoder.skip_reason (every metric not listed applies to all)
+NEEDS = {"elbo": ("likelihood",), "nll": ("likelihood",), "kl": ("posterior",), "active": ("posterior",),
+         "codebook": ("discrete",), "bits": ("discrete", "prior"), "pca": ("flat",)}
+
+
+def skip_reason(model, metric: str) -> str | None:
+    """None when ``metric`` applies to ``model``, else the one-line reason it does not (the model's own words)."""
+    for feature in NEEDS.get(metric, ()):
+        reason = model.skip_reason(feature)
+        if reason is not None:
+            return reason
+    return None
 
 
 def parse_metrics(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -41,15 +53,12 @@ def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor, data_range: float = 1.0
     return ssim(x_hat, x, data_range=data_range, kernel_size=k, sigma=1.5 * k / 11, reduction="none")
 
 
-@torch.no_grad()
 def encode_all(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Codes of uint8 images in eval mode (the posterior mean for a VAE): (N, D) float32 on the CPU."""
-    from ..data import to_float
+    """Codes of uint8 images in eval mode (the posterior mean for a VAE), flattened: (N, code_size) float32 on
+    the CPU, through the one encoder of a set, :func:`aekit.explore.encode_all`."""
+    from ..explore import encode_all as encode_set
 
-    model.eval()
-    device = next(model.parameters()).device
-    parts = [model.encode(to_float(images[i : i + batch_size]).to(device)).float().cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(parts) if parts else torch.zeros(0, model.latent_dim)
+    return torch.from_numpy(encode_set(model, images, batch_size)).reshape(len(images), model.code_size)
 
 
 @torch.no_grad()
@@ -77,3 +86,35 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.
     Returns (count, per-dimension variance (D,))."""
     var = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1])
     return int((var > threshold).sum()), var
+
+
+@torch.no_grad()
+def code_indices(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Code-index grids of uint8 images (a discrete model's ``encode_indices``): (N, h, w) long on the CPU."""
+    from ..data import to_float
+
+    model.eval()
+    device = next(model.parameters()).device
+    parts = [model.encode_indices(to_float(images[i : i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(parts)
+
+
+def codebook_stats(indices: torch.Tensor, codebook_size: int) -> dict[str, float]:
+    """How a split uses the codebook: ``perplexity`` exp(H) of the code frequencies (K when all K codes are used
+    equally often, 1 when one code is), ``usage`` the fraction of the K codes used at least once."""
+    counts = torch.bincount(indices.flatten(), minlength=codebook_size).double()
+    p = counts / counts.sum().clamp_min(1)
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return {"perplexity": float(entropy.exp()), "usage": float((counts > 0).double().mean()), "codebook_size": codebook_size}
+
+
+@torch.no_grad()
+def prior_bits(model, indices: torch.Tensor, batch_size: int = 1000) -> dict[str, float]:
+    """Mean NLL of code grids (N, h, w) under the model's learned prior: nats, and bits per image (nats / ln 2),
+    the length of the image's code under the prior."""
+    import math
+
+    device = next(model.parameters()).device
+    total = sum(float(model.code_nll(indices[i : i + batch_size].to(device)).sum()) for i in range(0, len(indices), batch_size))
+    nats = total / max(len(indices), 1)
+    return {"prior_nll": nats, "bits_per_image": nats / math.log(2)}

@@ -9,44 +9,58 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from .metrics import METRICS, VAE_ONLY, parse_metrics
+from .metrics import METRICS, VAE_ONLY, parse_metrics, skip_reason
 
 
 def default_metrics(model) -> tuple[str, ...]:
     """What `aekit evaluate` reports when no --metrics is given: the cheap ones that apply to the model."""
-    base = ("mse", "bce", "psnr", "ssim")
-    return (*base, "elbo", "kl", "active") if is_vae(model) else base
+    cheap = ("mse", "bce", "psnr", "ssim", "elbo", "kl", "active", "codebook", "bits")
+    return tuple(n for n in cheap if skip_reason(model, n) is None)
 
 
 def is_vae(model) -> bool:
-    return hasattr(model, "posterior") and hasattr(model, "log_importance_weights")
+    """The model has a posterior and a likelihood bound (ELBO, IWAE NLL, KL, active units apply)."""
+    return model.skip_reason("likelihood") is None and model.skip_reason("posterior") is None
 
 
 @torch.no_grad()
 def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_samples: int = 5000,
                      nll_samples: int | None = None, binarize: str = "none", batch_size: int = 500, seed: int = 0,
                      max_samples: int | None = None, cache_dir: str | Path | None = None,
-                     max_probe_train: int | None = None) -> dict:
+                     max_probe_train: int | None = None, skip_inapplicable: bool | None = None) -> dict:
     """Compute ``metrics`` (names from :data:`METRICS`, or a comma string) of ``model`` on ``data``'s ``split``.
+
+    A metric the model cannot have (an NLL without a likelihood, codebook figures without a codebook) is an
+    error when named explicitly; with ``skip_inapplicable`` (default: when ``metrics`` is None or every metric,
+    ``all``) it is left out and ``result["skipped"][name]`` gives the one-line reason.
 
     - mse, bce, psnr, elbo (+ loss terms): :func:`aekit.evaluate.basic.evaluate`; ``binarize="static"`` scores
       a seeded Bernoulli draw (likelihood numbers on binarised MNIST).
     - nll: the IWAE bound with ``iwae_samples`` = K samples on the first ``nll_samples`` images (all if None).
     - ssim: mean SSIM; kl: KL per code dimension and its sum; active: active units (Burda et al. 2016).
-    - fid: FID-classifier of decoded prior samples (VAEs) and of reconstructions against the split, and the
-      classifier's accuracy on reconstructions (``cache_dir`` keeps the classifier).
+    - codebook (discrete codes): ``perplexity`` and ``usage`` (fraction of the codebook used) over the split;
+      bits: the split's code grids under the learned prior, ``bits_per_image`` (when the prior is trained).
+    - fid: FID-classifier of reconstructions against the split, and of decoded prior samples (models whose prior
+      can sample now), and the classifier's accuracy on reconstructions (``cache_dir`` keeps the classifier).
     - probe, knn: accuracies on codes with all / 1000 / 100 training labels; pca: the PCA baseline of the same
       code size (with probe/knn on PCA codes when those are asked for too).
     """
     from ..data import to_float
     from .basic import evaluate
-    from .metrics import active_units, encode_all, kl_per_dim, posterior_stats, ssim_per_image
+    from .metrics import active_units, code_indices, codebook_stats, encode_all, kl_per_dim, posterior_stats, prior_bits, ssim_per_image
 
     names = parse_metrics(metrics) if metrics is not None else default_metrics(model)
+    if skip_inapplicable is None:
+        skip_inapplicable = metrics is None or tuple(names) == METRICS  # nothing named one by one
+    skipped = {n: r for n in names if (r := skip_reason(model, n)) is not None}
+    if skipped and not skip_inapplicable:
+        vae_only = [n for n in skipped if n in VAE_ONLY]
+        if vae_only:
+            raise ConfigError(f"metric(s) {', '.join(vae_only)} need a VAE (a posterior); {model.name!r} has none")
+        name, reason = next(iter(skipped.items()))
+        raise ConfigError(f"metric {name} does not apply: {reason}")
+    names = tuple(n for n in names if n not in skipped)
     vae = is_vae(model)
-    wrong = [n for n in names if n in VAE_ONLY and not vae]
-    if wrong:
-        raise ConfigError(f"metric(s) {', '.join(wrong)} need a VAE (a posterior); {model.name!r} has none")
     model.eval()
     images, labels = data.split(split)
     if max_samples is not None:
@@ -54,6 +68,8 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
     if len(images) == 0:
         raise ConfigError(f"split {split!r} is empty")
     result: dict = {"split": split, "metrics": list(names)}
+    if skipped:
+        result["skipped"] = dict(skipped)
 
     t0 = time.perf_counter()
     codes = encode_all(model, images, batch_size)  # also the encode-speed figure
@@ -93,8 +109,18 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
             result["active_units"] = count
             result["active_variance"] = [round(float(v), 5) for v in var]
 
+    if "codebook" in names or "bits" in names:
+        indices = code_indices(model, images, batch_size)  # (N, h, w)
+        if "codebook" in names:
+            result.update(codebook_stats(indices, model.codebook_size))  # over the whole split, not per batch
+        if "bits" in names:
+            result.update(prior_bits(model, indices, batch_size))
+
     if "fid" in names:
-        result.update(_fid(model, data, images, labels, batch_size, seed, cache_dir))
+        fid = _fid(model, data, images, labels, batch_size, seed, cache_dir)
+        if "fid_samples" not in fid:
+            result.setdefault("skipped", {})["fid_samples"] = model.skip_reason("prior")
+        result.update(fid)
 
     probes = tuple(n for n in ("probe", "knn") if n in names)
     if probes or "pca" in names:
@@ -105,8 +131,9 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
     if probes:
         from .probes import probe_scores
 
-        result.update(probe_scores(encode_all(model, train_images, batch_size).numpy(), train_labels.numpy(),
-                                   codes.numpy(), labels.numpy(), kinds=probes, seed=seed))
+        # spatial codes are probed flattened, (N, D*h*w)
+        result.update(probe_scores(encode_all(model, train_images, batch_size).flatten(1).numpy(), train_labels.numpy(),
+                                   codes.flatten(1).numpy(), labels.numpy(), kinds=probes, seed=seed))
     if "pca" in names:
         from .pca import pca_baseline
 
@@ -125,7 +152,7 @@ def _fid(model, data, images, labels, batch_size, seed, cache_dir) -> dict:
     recon = torch.cat([model.reconstruct(real[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(real), batch_size)])
     out = {"fid_recon": frechet_distance(net, real, recon), "classifier_acc_recon": classifier_accuracy(net, recon, labels),
            "classifier_acc_test": info["test_accuracy"]}
-    if getattr(model, "has_prior", False):
+    if model.skip_reason("prior") is None:
         g = torch.Generator(device=device).manual_seed(seed)
         samples = torch.cat([model.sample(min(batch_size, len(real) - i), generator=g).float().cpu()
                              for i in range(0, len(real), batch_size)])

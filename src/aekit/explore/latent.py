@@ -16,12 +16,12 @@ PROJECTIONS = ("pca", "tsne", "umap", "none")
 SOURCES = ("prior", "normal", "fitted")
 
 
-def _as_float(images) -> torch.Tensor:
-    """uint8 (N, C, H, W) in 0..255 or float in [0, 1] (tensor or array) -> float32 tensor in [0, 1]."""
-    x = torch.as_tensor(images)
-    if x.dtype == torch.uint8:
-        return x.to(torch.float32).div_(255.0)
-    return x.to(torch.float32)
+def as_unit(x: torch.Tensor) -> torch.Tensor:
+    """Images as float32 in [0, 1]: uint8 through :func:`aekit.data.to_float` (the one conversion), floats as
+    they are."""
+    from ..data import to_float
+
+    return to_float(x) if x.dtype == torch.uint8 else x.to(torch.float32)
 
 
 def _device(model) -> torch.device:
@@ -29,28 +29,46 @@ def _device(model) -> torch.device:
 
 
 @torch.no_grad()
-def encode_all(model, images, batch_size: int = 1024, progress: bool = False) -> np.ndarray:
-    """Codes of a whole set, (N, D) float32: eval mode (a VAE gives its posterior mean), no grad, batched."""
+def encode_all(model, images, batch_size: int = 1024, progress: bool = False, encode=None) -> np.ndarray:
+    """The one encode-a-dataset: codes of a whole image set, (N, *code_shape) numpy, in eval mode (a VAE gives
+    its posterior mean), without gradients, in batches. ``images``: (N, C, H, W) uint8 0..255 or floats in
+    [0, 1], tensor or array. ``encode``: another image -> code map of the model to run instead of ``encode``
+    (``model.encode_pre``; ``model.encode_indices`` gives (N, h, w) int64 indices)."""
     from tqdm.auto import tqdm
 
     x = torch.as_tensor(images)
     if x.ndim != 4:
         raise ConfigError(f"encode_all needs images (N, C, H, W), got shape {tuple(x.shape)}")
+    fn = encode or model.encode
     model.eval()
     dev = _device(model)
-    out = np.empty((len(x), model.latent_dim), dtype=np.float32)
+    out = None
     starts = range(0, len(x), batch_size)
     for s in tqdm(starts, desc="encode", unit="batch", file=sys.stderr, disable=not progress, leave=False):
-        out[s : s + batch_size] = model.encode(_as_float(x[s : s + batch_size]).to(dev)).float().cpu().numpy()
-    return out
+        z = fn(as_unit(x[s : s + batch_size]).to(dev))  # (B, *code_shape)
+        z = (z.float() if z.is_floating_point() else z).cpu().numpy()
+        if out is None:
+            out = np.empty((len(x), *z.shape[1:]), dtype=z.dtype)
+        out[s : s + len(z)] = z
+    return out if out is not None else np.zeros((0, *model.code_shape), np.float32)
+
+
+def as_codes(model, codes) -> torch.Tensor:
+    """Codes (N, *code_shape), or flattened (N, code_size), as a float32 tensor (N, *code_shape)."""
+    z = torch.as_tensor(np.asarray(codes, dtype=np.float32))
+    shape = tuple(model.code_shape)
+    if z.ndim == 1 + len(shape) and tuple(z.shape[1:]) == shape:
+        return z
+    if z.ndim == 2 and z.shape[1] == model.code_size:
+        return z.reshape(len(z), *shape)
+    want = ", ".join(map(str, shape)) if len(shape) == 1 else f"{', '.join(map(str, shape))}) or (N, {model.code_size}"
+    raise ConfigError(f"codes must have shape (N, {want}), got {tuple(z.shape)}")
 
 
 @torch.no_grad()
 def decode_all(model, codes, batch_size: int = 1024) -> np.ndarray:
-    """Images of a set of codes (N, D) -> (N, C, H, W) float32 in [0, 1]."""
-    z = torch.as_tensor(np.asarray(codes, dtype=np.float32))
-    if z.ndim != 2 or z.shape[1] != model.latent_dim:
-        raise ConfigError(f"codes must have shape (N, {model.latent_dim}), got {tuple(z.shape)}")
+    """Images of a set of codes, (N, *code_shape) or flattened (N, code_size) -> (N, C, H, W) float32 in [0, 1]."""
+    z = as_codes(model, codes)
     model.eval()
     dev = _device(model)
     out = np.empty((len(z), *model.input_shape), dtype=np.float32)
@@ -103,7 +121,10 @@ def latent_stats(codes) -> dict[str, list[float]]:
     c = np.asarray(codes, dtype=np.float64)
     if c.ndim != 2 or len(c) == 0:
         raise ConfigError(f"latent_stats needs a non-empty (N, D) array of codes, got shape {c.shape}")
-    sk = skew(c, axis=0) if len(c) > 2 else np.zeros(c.shape[1])
+    sk = np.zeros(c.shape[1])
+    varied = c.std(0) > 1e-12 * (1 + np.abs(c).max(0))  # a constant dimension (a quantised code can have one) has skew 0
+    if len(c) > 2 and varied.any():
+        sk[varied] = skew(c[:, varied], axis=0)
     return {"min": c.min(0).tolist(), "max": c.max(0).tolist(), "mean": c.mean(0).tolist(),
             "std": c.std(0).tolist(), "skew": np.nan_to_num(sk).tolist()}
 
@@ -118,19 +139,23 @@ def fit_gaussian(codes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sample_codes(model, n: int, source: str = "prior", train_codes=None, seed: int = 0) -> np.ndarray:
-    """n random codes (n, D), seeded: "prior" = the model's prior (VAEs: N(0, I)), "normal" = N(0, I) for any
-    model, "fitted" = a Gaussian fitted to ``train_codes`` (the best a plain AE can do without a prior)."""
+    """n random flattened codes (n, code_size), seeded: "prior" = N(0, I), the prior of a model whose codes
+    follow one (VAEs); "normal" = N(0, I) for any model; "fitted" = a Gaussian fitted to ``train_codes`` (the
+    best a plain AE can do without a prior). Continuous codes only: a codebook's indices fit no Gaussian.
+    Front ends draw a model's own prior with ``model.sample``."""
     if source not in SOURCES:
         raise ConfigError(f"unknown sample source {source!r}; use one of {', '.join(SOURCES)}")
     if n < 1:
         raise ConfigError(f"number of samples must be >= 1, got {n}")
+    if model.skip_reason("discrete") is None:  # the model has a codebook
+        raise ConfigError(f"{model.name} has discrete codes: a Gaussian over codes does not apply; sample its prior")
     rng = np.random.default_rng(seed)
-    d = model.latent_dim
+    d = model.code_size
     if source == "prior" and not model.has_prior:
         raise NoPriorError(f"model {model.name!r} has no prior; sample from 'normal' or 'fitted' instead")
     if source in ("prior", "normal"):
         return rng.standard_normal((n, d)).astype(np.float32)
     if train_codes is None:
         raise ConfigError("source 'fitted' needs train_codes (the codes of the training set)")
-    mean, cov = fit_gaussian(train_codes)
+    mean, cov = fit_gaussian(np.asarray(train_codes).reshape(len(train_codes), -1))
     return rng.multivariate_normal(mean, cov, size=n, method="cholesky").astype(np.float32)

@@ -1,6 +1,9 @@
 """Walks through the latent space: interpolation, arithmetic, traversals, the decoded grid, denoising.
 
-Pure functions: codes and images in, numpy arrays and numbers out.
+Pure functions: codes and images in, numpy arrays and numbers out. Codes are flattened (``model.code_size``
+numbers; a spatial (D, h, w) code is decoded in its own shape). Interpolation and arithmetic take any code,
+best the continuous ``encode_pre`` one (a discrete model's ``decode`` snaps it to the codebook); the decoded
+grid and the traversals sweep single dimensions of a flat code.
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .latent import _as_float, decode_all
+from .latent import as_unit, decode_all
 
 MODES = ("linear", "slerp")
 
 
 def _code(z, d: int, name: str) -> np.ndarray:
+    """One code flattened to (d,)."""
     z = np.asarray(z, dtype=np.float32).reshape(-1)
     if z.shape != (d,):
         raise ConfigError(f"{name} must be a code of {d} numbers, got shape {np.shape(z)}")
@@ -22,9 +26,9 @@ def _code(z, d: int, name: str) -> np.ndarray:
 
 
 def interpolate(model, z_a, z_b, steps: int = 10, mode: str = "linear") -> tuple[np.ndarray, np.ndarray]:
-    """Codes (steps, D) from z_a to z_b and their images (steps, C, H, W). "slerp" follows the great circle
-    (White 2016, "Sampling generative networks"), which keeps the norm typical of a Gaussian prior."""
-    d = model.latent_dim
+    """Codes (steps, code_size) from z_a to z_b and their images (steps, C, H, W). "slerp" follows the great
+    circle (White 2016, "Sampling generative networks"), which keeps the norm typical of a Gaussian prior."""
+    d = model.code_size
     a, b = _code(z_a, d, "z_a"), _code(z_b, d, "z_b")
     if mode not in MODES:
         raise ConfigError(f"unknown interpolation mode {mode!r}; use linear or slerp")
@@ -44,8 +48,8 @@ def interpolate(model, z_a, z_b, steps: int = 10, mode: str = "linear") -> tuple
 
 
 def arithmetic(model, z_a, z_b, z_c) -> tuple[np.ndarray, np.ndarray]:
-    """z = z_a - z_b + z_c (D,) and its image (C, H, W): "a is to b as ? is to c"."""
-    d = model.latent_dim
+    """z = z_a - z_b + z_c (code_size,) and its image (C, H, W): "a is to b as ? is to c"."""
+    d = model.code_size
     z = _code(z_a, d, "z_a") - _code(z_b, d, "z_b") + _code(z_c, d, "z_c")
     return z, decode_all(model, z[None])[0]
 
@@ -79,7 +83,7 @@ def prior_quantiles(n: int, tail: float = 0.05) -> np.ndarray:
 def manifold(model, base, dims: tuple[int, int], xs, ys) -> tuple[np.ndarray, np.ndarray]:
     """Decode a grid over two code dimensions, the others held at ``base``: codes (len(ys), len(xs), D) and
     images (len(ys), len(xs), C, H, W); row 0 is the largest y, so the picture reads like a plot."""
-    d = model.latent_dim
+    d = model.code_size
     base = _code(base, d, "base")
     i, j = _check_dims(dims, d, 2)
     xs, ys = np.asarray(xs, np.float32), np.asarray(ys, np.float32)[::-1]
@@ -93,7 +97,7 @@ def manifold(model, base, dims: tuple[int, int], xs, ys) -> tuple[np.ndarray, np
 def traverse(model, base, lo, hi, steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """One row per code dimension, sweeping it from lo[i] to hi[i] with the others at ``base``:
     codes (D, steps, D) and images (D, steps, C, H, W)."""
-    d = model.latent_dim
+    d = model.code_size
     base = _code(base, d, "base")
     lo, hi = _code(lo, d, "lo"), _code(hi, d, "hi")
     if steps < 2:
@@ -119,7 +123,7 @@ def denoise(model, images, noise, seed: int = 0) -> dict[str, np.ndarray]:
     against the clean target: {"clean", "noisy", "output" (N, C, H, W), "psnr_noisy", "psnr_output" (N,)}."""
     from ..evaluate import psnr_per_image
 
-    clean = _as_float(images)
+    clean = as_unit(torch.as_tensor(images))
     if clean.ndim != 4 or len(clean) == 0:
         raise ConfigError(f"denoise needs a non-empty image batch (N, C, H, W), got shape {tuple(clean.shape)}")
     noisy = noise(clean.clone(), generator=torch.Generator().manual_seed(seed))

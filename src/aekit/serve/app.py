@@ -1,24 +1,23 @@
-"""The latent explorer's HTTP API: a FastAPI app over one loaded run.
+"""The latent explorer's HTTP API: a FastAPI app over one run, through :class:`aekit.session.RunSession`.
 
-Everything model-related goes through the model contract (``encode``/``decode``/``sample``) and
-``aekit.explore``; this file only validates requests, caches arrays and speaks JSON/PNG. The test-set codes,
-their 2-D map and reconstruction errors are computed once and cached in ``RUN/cache/`` (keyed by the weights'
-size and mtime), so a restart is fast.
+The session loads the run, encodes the test set, projects it to the 2-D map and caches all of it in
+``RUN/cache/`` (keyed by the weights' sha256), exactly as `aekit plot` does; this file only validates
+requests, places new codes on the map and speaks JSON/PNG. What the page offers follows the model's declared
+capabilities (``model.skip_reason``): sliders for a flat code, a code-grid editor for a discrete one, random
+samples from a prior (or the reason there are none); morphing and arithmetic run in ``encode_pre`` space.
 """
 
 
-import base64
-import io
 import json
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
-from ..errors import AekitError, NoPriorError
+from ..errors import AekitError
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # an upload larger than this is refused (413)
@@ -27,8 +26,8 @@ MAX_PIXELS = 4096 * 4096  # decompression-bomb guard, checked from the header be
 MAX_ABS_Z = 1e3
 UPLOAD_FORMATS = ("PNG", "JPEG", "GIF")
 MAX_POINTS = 5000  # test images on the map (a seeded subset of larger test sets)
-MAX_RANGE_POINTS = 2000  # training images encoded for the slider ranges
-CACHE_VERSION = 1
+MAX_RANGE_POINTS = 2000  # training codes that set the slider ranges
+FEATURES = ("flat", "plane", "prior", "discrete")  # the model features the page asks about
 
 
 class RequestError(Exception):
@@ -45,37 +44,69 @@ class RequestError(Exception):
 
 @dataclass
 class Explorer:
-    """Everything the endpoints read: the model and the precomputed test-set arrays (read-only after start)."""
+    """What the endpoints read: the session and the test-set arrays it computed (read-only after start)."""
 
-    model: Any
-    run_name: str
-    shape: tuple[int, int, int]
-    class_names: list[str]
+    session: Any  # aekit.session.RunSession
     images: np.ndarray  # (N, C, H, W) uint8 test images on the map
     labels: np.ndarray  # (N,) int64
-    codes: np.ndarray  # (N, D) float32
+    codes: np.ndarray  # (N, code_size) float32, flattened
     xy: np.ndarray  # (N, 2) float32 map positions
     errors: np.ndarray  # (N,) per-image MSE of the reconstruction
-    lo: np.ndarray  # (D,) slider ranges
+    lo: np.ndarray  # (code_size,) slider ranges
     hi: np.ndarray
-    projection: str  # "identity" (2-D codes), "pca" or "tsne"
-    affine: np.ndarray | None  # (D + 1, 2) codes -> map, exact for identity/PCA; None for t-SNE (nearest points)
+    projection: str  # "identity" (a 2-D plane code), "pca" or "tsne"
+    affine: np.ndarray | None  # (code_size + 1, 2) codes -> map, exact for identity/PCA; None for t-SNE
     startup_s: float = 0.0
 
     @property
-    def latent_dim(self) -> int:
-        return int(self.codes.shape[1])
+    def model(self):
+        return self.session.model
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.model.input_shape)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(n) for n in self.session.run.config["data"].get("class_names") or []]
+
+    @cached_property
+    def pre_codes(self) -> np.ndarray:
+        """(N, code_size) codes before quantisation: the space to morph and do arithmetic in."""
+        return self.session.flat("test", pre=True)
+
+    @cached_property
+    def class_means(self) -> dict[str, np.ndarray]:
+        out = {}
+        for i, name in enumerate(self.class_names):
+            mask = self.labels == i
+            if mask.any():
+                out[name] = self.pre_codes[mask].mean(0)
+        return out
 
     # -- model calls (the contract only) ---------------------------------------------------------
     def decode(self, z: np.ndarray) -> np.ndarray:
-        """(B, D) codes -> (B, C, H, W) float images in [0, 1]."""
-        with torch.inference_mode():
-            return self.model.decode(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))).numpy()
+        """(B, code_size) codes -> (B, C, H, W) float images in [0, 1]."""
+        from ..explore import decode_all
+
+        return decode_all(self.model, z)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """(B, C, H, W) uint8 images -> (B, D) codes."""
-        with torch.inference_mode():
-            return self.model.encode(torch.from_numpy(x).float().div_(255.0)).numpy()
+        """(B, C, H, W) uint8 images, or floats in [0, 1] -> (B, code_size) codes."""
+        from ..explore import encode_all
+
+        return encode_all(self.model, x).reshape(len(x), self.model.code_size)
+
+    def indices(self, x: np.ndarray) -> np.ndarray:
+        """(B, C, H, W) uint8 or float images -> (B, h, w) codebook indices (discrete models)."""
+        from ..explore import encode_all
+
+        return encode_all(self.model, x, encode=self.model.encode_indices)
+
+    def decode_indices(self, idx: np.ndarray) -> np.ndarray:
+        from ..explore import decode_indices_all
+
+        return decode_indices_all(self.model, idx[None])[0]
 
     def place(self, z: np.ndarray) -> np.ndarray:
         """Map position of a new code: the projection's affine map, or the mean of its 5 nearest test codes."""
@@ -85,83 +116,37 @@ class Explorer:
         return self.xy[near].mean(0)
 
 
-def _cache_key(run, projection: str, n: int) -> dict[str, Any]:
-    st = (Path(run.path) / "model.safetensors").stat()
-    d = run.config["data"]
-    return {"version": CACHE_VERSION, "weights": [st.st_size, st.st_mtime_ns], "data": d.get("spec"),
-            "shape": list(d["shape"]), "projection": projection, "max_points": n}
-
-
-def _compute(run, projection: str, n_max: int) -> dict[str, np.ndarray]:
-    from ..explore import decode_all, encode_all, project
-
-    model = run.model
-    data = run.data()
-    images, labels = data.split("test")
-    train_images, _ = data.split("train")
-    rng = np.random.default_rng(0)
-    pick = np.sort(rng.permutation(len(images))[:n_max]) if len(images) > n_max else np.arange(len(images))
-    images, labels = images[torch.from_numpy(pick)], labels[torch.from_numpy(pick)]
-    codes = np.asarray(encode_all(model, images), dtype=np.float32)  # (N, D)
-    recon = decode_all(model, codes)  # (N, C, H, W) in [0, 1]
-    errors = ((recon - images.numpy() / 255.0) ** 2).reshape(len(codes), -1).mean(1)  # per-image MSE
-    if codes.shape[1] == 2:
-        xy = codes.copy()
-    else:
-        xy = np.asarray(project(codes, method=projection, seed=0), dtype=np.float32)
-    if model.has_prior:  # ±3σ of the standard-normal prior
-        lo, hi = np.full(codes.shape[1], -3.0, np.float32), np.full(codes.shape[1], 3.0, np.float32)
-    else:  # the training codes' extent, padded by 10% so the sliders can leave the data a little
-        sub = train_images[torch.from_numpy(rng.permutation(len(train_images))[:MAX_RANGE_POINTS])]
-        tc = np.asarray(encode_all(model, sub), dtype=np.float32)
-        lo, hi = tc.min(0), tc.max(0)
-        pad = np.maximum(0.1 * (hi - lo), 1e-3)
-        lo, hi = lo - pad, hi + pad
-    return {"images": images.numpy(), "labels": labels.numpy().astype(np.int64), "codes": codes,
-            "xy": xy.astype(np.float32), "errors": errors.astype(np.float32), "lo": lo.astype(np.float32),
-            "hi": hi.astype(np.float32)}
-
-
 def build_explorer(run, projection: str = "pca", max_points: int = MAX_POINTS, use_cache: bool = True) -> Explorer:
-    """Precompute (or read from ``RUN/cache/``) the arrays the explorer serves."""
+    """The session's test-set arrays for the explorer (computed once, then read from ``RUN/cache/``)."""
     from ..errors import ConfigError
+    from ..session import RunSession
 
     if projection not in ("pca", "tsne"):
         raise ConfigError(f"projection must be pca or tsne, got {projection!r}")
     t0 = time.perf_counter()
-    key = _cache_key(run, projection, max_points)
-    path = Path(run.path) / "cache" / f"explorer-{projection}.npz"
-    arrays = None
-    if use_cache and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:  # arrays only: nothing is unpickled
-                if json.loads(str(f["key"])) == key:
-                    arrays = {k: f[k] for k in f.files if k != "key"}
-        except (OSError, ValueError, KeyError):
-            arrays = None  # damaged cache: recompute
-    if arrays is None:
-        arrays = _compute(run, projection, max_points)
-        if use_cache:
-            from ..train.runs import atomic_write
-
-            buf = io.BytesIO()
-            np.savez(buf, key=np.array(json.dumps(key)), **arrays)
-            try:
-                atomic_write(path, buf.getvalue())
-            except OSError:
-                pass  # a read-only run folder: serve anyway, recompute next time
-    codes = arrays["codes"]
-    d = codes.shape[1]
-    method = "identity" if d == 2 else projection
+    s = RunSession(run, limit=max_points, use_cache=use_cache, progress=False)
+    model = s.model
+    images, labels = s.split("test")
+    codes = s.flat("test").astype(np.float32)  # (N, code_size)
+    plane = model.skip_reason("plane") is None
+    _, xy = s.projection("test", "pca" if plane else projection)
+    flat = model.skip_reason("flat") is None
+    if flat and model.has_prior:  # ±3σ of a flat code's N(0, I) prior
+        lo, hi = np.full(s.code_size, -3.0, np.float32), np.full(s.code_size, 3.0, np.float32)
+    else:  # the codes' extent (training codes for the sliders of a flat code), padded by 10%: room to leave the data
+        ref = s.flat("train") if flat else codes
+        ref = ref[s.subset(MAX_RANGE_POINTS, len(ref))]
+        lo, hi = ref.min(0), ref.max(0)
+        pad = np.maximum(0.1 * (hi - lo), 1e-3)
+        lo, hi = lo - pad, hi + pad
+    method = "identity" if plane else projection
     affine = None
     if method != "tsne":  # identity and PCA are affine maps: recover them exactly by least squares
         a = np.hstack([codes, np.ones((len(codes), 1), np.float32)]).astype(np.float64)
-        affine = np.linalg.lstsq(a, arrays["xy"].astype(np.float64), rcond=None)[0]
-    c, h, w = (int(v) for v in run.config["data"]["shape"])
-    names = [str(n) for n in run.config["data"].get("class_names") or []]
-    ex = Explorer(model=run.model, run_name=Path(run.path).name, shape=(c, h, w), class_names=names,
-                  images=arrays["images"], labels=arrays["labels"], codes=codes, xy=arrays["xy"],
-                  errors=arrays["errors"], lo=arrays["lo"], hi=arrays["hi"], projection=method, affine=affine)
+        affine = np.linalg.lstsq(a, np.asarray(xy, np.float64), rcond=None)[0]
+    ex = Explorer(session=s, images=images.numpy(), labels=labels.astype(np.int64), codes=codes,
+                  xy=np.asarray(xy, np.float32), errors=s.recon_errors("test"), lo=lo.astype(np.float32),
+                  hi=hi.astype(np.float32), projection=method, affine=affine)
     ex.startup_s = time.perf_counter() - t0
     return ex
 
@@ -169,19 +154,10 @@ def build_explorer(run, projection: str = "pca", max_points: int = MAX_POINTS, u
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def png_bytes(img: np.ndarray) -> bytes:
-    """(C, H, W) float in [0, 1] or uint8 -> PNG bytes (Pillow; fast zlib level: these are tiny)."""
-    from PIL import Image
-
-    a = img if img.dtype == np.uint8 else (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    pil = Image.fromarray(a[0]) if a.shape[0] != 3 else Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0)))
-    buf = io.BytesIO()
-    pil.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def data_url(img: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode("ascii")
+    from ..fileio import data_uri, png_bytes
+
+    return data_uri(png_bytes(img))
 
 
 def check_code(z: list[float], dim: int, name: str = "z") -> np.ndarray:
@@ -197,6 +173,7 @@ def check_code(z: list[float], dim: int, name: str = "z") -> np.ndarray:
 
 def read_upload(raw: bytes, shape: tuple[int, int, int], invert: bool = False) -> np.ndarray:
     """Upload bytes -> (1, C, H, W) uint8, converted as the training data was (channels, then size)."""
+    import io
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -232,6 +209,19 @@ def read_upload(raw: bytes, shape: tuple[int, int, int], invert: bool = False) -
     return np.ascontiguousarray(x)
 
 
+def sample_note(model) -> str:
+    """Why the page cannot draw random samples ("" when it can), naming the registered models that can."""
+    reason = model.skip_reason("prior")
+    if reason is None:
+        return ""
+    if model.capabilities.prior:  # declared but not ready: the model's own hint says how to train it
+        return reason
+    from ..registry import MODELS
+
+    able = [name for name, e in MODELS.items() if e.cls.capabilities.prior]
+    return f"{reason}: its codes follow no known distribution. Models with a prior: {', '.join(able) or 'none'}."
+
+
 # ----------------------------------------------------------------------------------------------- app
 
 
@@ -246,17 +236,24 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     from pydantic import BaseModel, Field
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from ..fileio import png_bytes
+
     ex = build_explorer(run, projection=projection, max_points=max_points, use_cache=use_cache)
-    n, dim = len(ex.codes), ex.latent_dim
-    has_prior = bool(getattr(ex.model, "has_prior", False))
-    sample_note = ("" if has_prior else
-                   f"{ex.model.name} has no prior: a plain autoencoder's codes follow no known distribution, so there "
-                   "is nothing to sample from. Train a VAE (vae, conv-vae, beta-vae) to sample.")
-    class_means = {}
-    for i, name in enumerate(ex.class_names):
-        mask = ex.labels == i
-        if mask.any():
-            class_means[name] = ex.codes[mask].mean(0)
+    model = ex.model
+    n, size = len(ex.codes), int(model.code_size)
+    features = {f: model.skip_reason(f) for f in FEATURES}
+    discrete = features["discrete"] is None
+    flat = features["flat"] is None
+    note = sample_note(model)
+    codebook = None
+    if discrete:
+        from ..explore import code_usage
+
+        usage = code_usage(ex.session.indices("test"), int(model.codebook_size))
+        grid = tuple(int(v) for v in ex.session.indices("test").shape[1:])
+        order = np.argsort(-np.asarray(usage["counts"]), kind="stable")
+        codebook = {"size": int(model.codebook_size), "grid": list(grid), "counts": usage["counts"],
+                    "perplexity": usage["perplexity"], "top": [int(k) for k in order[:16]]}
 
     app = FastAPI(title="aekit explorer", docs_url=None, redoc_url=None)  # the docs pages load a CDN: off
     app.state.explorer = ex
@@ -295,29 +292,38 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
             raise RequestError(404, f"test image {i} does not exist; indices run 0..{n - 1}")
         return i
 
+    def _label(i: int) -> str:
+        k = int(ex.labels[i])
+        names = ex.class_names
+        return names[k] if 0 <= k < len(names) else "?"
+
+    def grid_of(x: np.ndarray) -> list | None:
+        """The (h, w) index grid of one image (discrete models), as nested lists."""
+        return ex.indices(x[None])[0].tolist() if discrete else None
+
     Operand = int | str | list[float]
 
     def resolve(op: Operand, name: str) -> tuple[np.ndarray, np.ndarray, str]:
-        """An operand -> (code, image to show, caption): a test index, a class name (its mean code) or a code."""
+        """An operand -> (code before quantisation, image to show, caption): a test index, a class name (the
+        mean code of its test images) or a code."""
         if isinstance(op, int):
             if not 0 <= op < n:
                 raise RequestError(422, f"{name}: test index {op} is out of range 0..{n - 1}")
-            return ex.codes[op], ex.images[op], f"#{op} ({_label(op)})"
+            return ex.pre_codes[op], ex.images[op], f"#{op} ({_label(op)})"
         if isinstance(op, str):
-            if op not in class_means:
-                shown = ", ".join(list(class_means)[:12])
+            if op not in ex.class_means:
+                shown = ", ".join(list(ex.class_means)[:12])
                 raise RequestError(422, f"{name}: unknown class {op[:40]!r}; classes: {shown}")
-            z = class_means[op]
+            z = ex.class_means[op]
             return z, ex.decode(z[None])[0], f"mean of class {op}"
-        z = check_code(op, dim, name)
+        z = check_code(op, size, name)
         return z, ex.decode(z[None])[0], "code"
-
-    def _label(i: int) -> str:
-        k = int(ex.labels[i])
-        return ex.class_names[k] if 0 <= k < len(ex.class_names) else "?"
 
     class CodeIn(BaseModel):
         z: list[float]
+
+    class IndicesIn(BaseModel):
+        indices: list[list[int]]
 
     class MorphIn(BaseModel):
         a: Operand
@@ -341,8 +347,11 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     @app.get("/api/info")
     async def info():
         return {
-            "model": ex.model.name, "run": ex.run_name, "latent_dim": dim, "shape": list(ex.shape),
-            "class_names": ex.class_names, "has_prior": has_prior, "sample_note": sample_note,
+            "model": model.name, "run": Path(ex.session.run.path).name, "latent_dim": int(model.latent_dim),
+            "code_shape": list(model.code_shape), "code_size": size, "features": features,
+            "panels": {"sliders": features["flat"], "grid": features["discrete"], "sample": note or None},
+            "codebook": codebook, "shape": list(ex.shape), "class_names": ex.class_names,
+            "has_prior": bool(model.has_prior), "sample_note": note,
             "ranges": {"lo": ex.lo.tolist(), "hi": ex.hi.tolist()}, "n_points": n, "projection": ex.projection,
             "map_is_latent": ex.projection == "identity",
             "error": {"median": float(np.median(ex.errors)), "p95": float(np.percentile(ex.errors, 95))},
@@ -358,14 +367,27 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.post("/api/decode")
     async def decode(body: CodeIn):
-        z = check_code(body.z, dim)
+        z = check_code(body.z, size)
         return png(ex.decode(z[None])[0])
+
+    @app.post("/api/decode_indices")
+    async def decode_indices(body: IndicesIn):
+        if not discrete:
+            raise RequestError(409, features["discrete"])
+        from ..errors import ConfigError
+        from ..explore import check_grid
+
+        try:
+            idx = check_grid(body.indices, tuple(codebook["grid"]), codebook["size"])
+        except ConfigError as exc:
+            raise RequestError(422, str(exc)) from None
+        return png(ex.decode_indices(idx))
 
     @app.get("/api/test/{i}")
     async def test_item(i: int):
         i = test_index(i)
         return {"index": i, "label": int(ex.labels[i]), "label_name": _label(i), "z": ex.codes[i].tolist(),
-                "xy": ex.xy[i].tolist(), "error": float(ex.errors[i])}
+                "xy": ex.xy[i].tolist(), "error": float(ex.errors[i]), "indices": grid_of(ex.images[i])}
 
     @app.get("/api/test/{i}/image.png")
     async def test_image(i: int):
@@ -377,15 +399,12 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.get("/api/sample")
     async def sample(seed: int = Query(0, ge=0, lt=2**31)):
-        if not has_prior:
-            raise RequestError(409, sample_note)
-        from ..explore import sample_codes
-
-        try:
-            z = np.asarray(sample_codes(ex.model, 1, source="prior", seed=seed), dtype=np.float32)[0]
-        except NoPriorError as exc:
-            raise RequestError(409, str(exc)) from None
-        return {"z": z.tolist()}
+        if note:
+            raise RequestError(409, note)
+        image = ex.session.prior_samples(1, seed=seed)[0]  # (C, H, W) in [0, 1]
+        # the sample's own code (its encoding), so the sliders or the grid editor can take it from here
+        z = ex.encode(image[None])[0]
+        return {"z": z.tolist(), "xy": ex.place(z).tolist(), "image": data_url(image), "indices": grid_of(image)}
 
     @app.post("/api/morph")
     async def morph(body: MorphIn):
@@ -393,17 +412,19 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
         za, img_a, cap_a = resolve(body.a, "a")
         zb, img_b, cap_b = resolve(body.b, "b")
-        codes, images = interpolate(ex.model, za, zb, steps=body.steps, mode=body.mode)
-        return {"frames": [data_url(im) for im in images], "codes": np.round(codes, 5).tolist(),
-                "xy": [ex.place(z).tolist() for z in codes],
-                "ends": [{"caption": cap_a, "image": data_url(img_a)}, {"caption": cap_b, "image": data_url(img_b)}]}
+        codes, images = interpolate(model, za, zb, steps=body.steps, mode=body.mode)
+        out = {"frames": [data_url(im) for im in images], "xy": [ex.place(z).tolist() for z in codes],
+               "ends": [{"caption": cap_a, "image": data_url(img_a)}, {"caption": cap_b, "image": data_url(img_b)}]}
+        if flat:  # a spatial code is thousands of numbers per frame: the page needs only the frames
+            out["codes"] = np.round(codes, 5).tolist()
+        return out
 
     @app.post("/api/arithmetic")
     async def arithmetic(body: ArithmeticIn):
         from ..explore import arithmetic as _arith
 
         ops = [resolve(op, k) for op, k in ((body.a, "a"), (body.b, "b"), (body.c, "c"))]
-        z, image = _arith(ex.model, *(o[0] for o in ops))
+        z, image = _arith(model, *(o[0] for o in ops))
         return {"inputs": [{"caption": cap, "image": data_url(img)} for _, img, cap in ops],
                 "result": {"image": data_url(image), "z": z.tolist(), "xy": ex.place(z).tolist()}}
 
@@ -416,7 +437,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
         err = float(((recon - x[0] / 255.0) ** 2).mean())
         pct = float((ex.errors <= err).mean() * 100.0)
         return {"z": z.tolist(), "xy": ex.place(z).tolist(), "input": data_url(x[0]), "recon": data_url(recon),
-                "error": err, "percentile": pct}
+                "error": err, "percentile": pct, "indices": grid_of(x[0])}
 
     return app
 

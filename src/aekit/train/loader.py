@@ -3,6 +3,10 @@
 A per-sample Dataset + collate costs more than an MLP training step on a CPU, so this iterable replaces the
 DataLoader. It is deterministic per (seed, epoch), which makes a resumed run see the batches an unbroken run
 would have seen, and it shards by rank for DDP (every rank gets the same number of batches).
+
+``data`` is an ImageData, or anything whose ``split(name)`` gives (inputs, labels): a second stage trains on
+tensors of another kind (a prior on grids of code indices, ``train/stage.py``). uint8 inputs are images and
+become floats in [0, 1]; other tensors are batched as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from ..data import ImageData, to_float
 class BatchLoader:
     def __init__(
         self,
-        data: ImageData,
+        data: ImageData,  # or any object whose split(name) -> (inputs (N, ...), labels (N,))
         split: str,
         batch_size: int,
         *,
@@ -59,7 +63,9 @@ class BatchLoader:
         stop = len(idx) - (len(idx) % self.batch_size if self.drop_last else 0)
         for start in range(0, stop, self.batch_size):
             batch = idx[start : start + self.batch_size]
-            x = to_float(self.images[batch])  # (B, C, H, W) float32 in [0, 1]
+            x = self.images[batch]
+            if x.dtype == torch.uint8:
+                x = to_float(x)  # (B, C, H, W) float32 in [0, 1]
             if g is not None:
                 x = torch.bernoulli(x, generator=g)
             yield x, self.labels[batch]

@@ -26,7 +26,8 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
         (Lightning's CSVLogger puts train and val on separate rows and flushes only every 100 steps.)"""
 
         def on_train_start(self, trainer, pl_module) -> None:
-            self.rows = [r for r in read_metrics(run_dir / METRICS) if r.get("epoch", 0) < trainer.current_epoch]
+            self.rows = [{**r, "epoch": int(r["epoch"])} for r in read_metrics(run_dir / METRICS)
+                         if "epoch" in r and r["epoch"] < trainer.current_epoch]  # read back as floats
             if trainer.is_global_zero and on_start is not None:
                 on_start()  # the checkpoint (if any) has loaded: only now is the run "running" again
 
@@ -178,6 +179,11 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     lit = LitAutoencoder(model, cfg)
 
     layout = list(model.make_optimizers(cfg))  # the optimizer layout, e.g. ["model"] or VAE-GAN's three
+    if len(layout) > 1 and (cfg.devices > 1 or cfg.strategy != "auto"):
+        # DDP's reducer wants every parameter's gradient from each backward pass; a several-optimizer recipe
+        # back-propagates each loss into its own network only (module.Step)
+        raise ConfigError(f"{model.name} trains with {len(layout)} optimizers ({', '.join(layout)}), which runs on one "
+                          "device only; leave out --devices and --strategy", param="strategy")
     record: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         **{"versions": versions()},

@@ -1,4 +1,6 @@
-// aekit latent explorer: plain JS, no build step, no network beyond this server.
+// aekit latent explorer: plain JS, no build step, no network beyond this server. What it shows follows
+// /api/info's `features` (each null when the model has it, else the reason it has not): sliders for a flat
+// code, a code-grid editor for a discrete one, random samples when there is a prior.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -12,6 +14,12 @@ let z = [];            // the sliders' code
 let sliders = [];      // [{input, output}]
 const marks = { current: null, upload: null, path: null, a: null, b: null };
 let sampleSeed = 1;
+let grid = null;       // discrete models: the edited (h, w) index grid, and the one it started from
+let gridBase = null;
+let selected = null;   // [row, col] of the grid cell being edited
+
+const has = (feature) => info.features[feature] === null;
+const copyGrid = (g) => g.map((row) => row.slice());
 
 function setStatus(text, isError = false) {
   const s = $("#status");
@@ -67,7 +75,13 @@ const decodeToCanvas = coalesced(async (code) => {
 });
 
 function buildSliders() {
-  const d = info.latent_dim, lo = info.ranges.lo, hi = info.ranges.hi;
+  if (!has("flat")) { // a spatial code: thousands of numbers, no sliders (morph, arithmetic and the map still work)
+    $("#sliders-note").textContent = `no sliders: ${info.features.flat}`;
+    $("#sliders-note").hidden = false;
+    $("#decoded-caption").textContent = has("discrete") ? "decoded from the code grid" : "decoded from the code";
+    return;
+  }
+  const d = info.code_size, lo = info.ranges.lo, hi = info.ranges.hi;
   for (let i = 0; i < d; i++) {
     const parent = i < SHOWN_DIMS ? $("#sliders") : $("#more-sliders");
     const label = document.createElement("label");
@@ -90,7 +104,7 @@ function buildSliders() {
 }
 
 function setCode(code, mapXY = null) {
-  z = code.map(Number);
+  z = code.map(Number); // flattened: the server reshapes it to the model's code shape
   sliders.forEach(({ input, output }, i) => { input.value = z[i]; output.textContent = z[i].toFixed(2); });
   decodeToCanvas(z.slice());
   marks.current = info.map_is_latent ? z.slice(0, 2) : mapXY;
@@ -101,12 +115,102 @@ async function resetToTest(i) {
   const item = await (await api(`/api/test/${i}`)).json();
   $("#original").src = `/api/test/${i}/image.png`;
   $("#original-caption").textContent = `test #${i}: ${item.label_name}`;
-  setCode(item.z, item.xy);
+  showCode(item);
+}
+
+// a code from the server: a discrete model's index grid goes to the grid editor, any other code to the sliders
+function showCode(item) {
+  if (has("discrete") && item.indices) {
+    setGrid(item.indices, true);
+    marks.current = item.xy;
+    drawMap();
+  } else {
+    setCode(item.z, item.xy);
+  }
 }
 
 async function randomSample() {
-  const { z: code } = await (await api(`/api/sample?seed=${sampleSeed++}`)).json();
-  setCode(code);
+  const seed = sampleSeed++;
+  const out = await (await api(`/api/sample?seed=${seed}`)).json();
+  $("#original").src = out.image;
+  $("#original-caption").textContent = `sample from the prior (seed ${seed})`;
+  showCode(out);
+}
+
+// ------------------------------------------------------------------------------------ code grid
+const decodeGrid = coalesced(async (g) => {
+  const blob = await (await postJSON("/api/decode_indices", { indices: g })).blob();
+  await drawBlob($("#grid-decoded"), blob);
+  await drawBlob($("#decoded"), blob);
+});
+
+function setGrid(g, base = false) {
+  grid = copyGrid(g);
+  if (base) gridBase = copyGrid(g);
+  if (selected !== null) $("#grid-entry").value = grid[selected[0]][selected[1]];
+  renderGrid();
+  decodeGrid(copyGrid(grid));
+}
+
+function renderGrid() {
+  const box = $("#grid-cells"), [h, w] = info.codebook.grid;
+  if (box.children.length !== h * w) {
+    box.style.gridTemplateColumns = `repeat(${w}, 1fr)`;
+    box.style.gridTemplateRows = `repeat(${h}, 1fr)`;
+    const cells = [];
+    for (let r = 0; r < h; r++) {
+      for (let c = 0; c < w; c++) {
+        const b = document.createElement("button");
+        Object.assign(b.dataset, { r, c });
+        b.setAttribute("role", "gridcell");
+        b.addEventListener("click", () => selectCell(r, c));
+        cells.push(b);
+      }
+    }
+    box.replaceChildren(...cells);
+  }
+  for (const b of box.children) {
+    const r = Number(b.dataset.r), c = Number(b.dataset.c);
+    b.textContent = String(grid[r][c]);
+    b.title = `cell ${r},${c}: entry ${grid[r][c]}`;
+    b.classList.toggle("changed", gridBase !== null && grid[r][c] !== gridBase[r][c]);
+    b.classList.toggle("selected", selected !== null && selected[0] === r && selected[1] === c);
+  }
+}
+
+function selectCell(r, c) {
+  selected = [r, c];
+  $("#grid-cell").textContent = `${r},${c}`;
+  $("#grid-entry").value = grid[r][c];
+  renderGrid();
+}
+
+function setEntry(value) {
+  if (selected === null) throw new Error("click a cell of the code grid first");
+  const k = Number(value), size = info.codebook.size;
+  if (!Number.isInteger(k) || k < 0 || k >= size) throw new Error(`entry must be a whole number 0..${size - 1}`);
+  $("#grid-entry").value = k;
+  grid[selected[0]][selected[1]] = k;
+  renderGrid();
+  decodeGrid(copyGrid(grid));
+}
+
+function buildGridPanel() {
+  const cb = info.codebook;
+  $("#grid-panel").hidden = false;
+  $("#grid-kind").textContent = `(${cb.grid[0]}×${cb.grid[1]} cells, ${cb.size} codebook entries, ` +
+    `usage perplexity ${cb.perplexity.toFixed(1)})`;
+  $("#grid-entry").max = cb.size - 1;
+  $("#grid-top").replaceChildren(...cb.top.map((k) => {
+    const b = document.createElement("button");
+    b.textContent = String(k);
+    b.title = `entry ${k}: used by ${cb.counts[k]} test-set cells`;
+    b.addEventListener("click", guard(async () => setEntry(k)));
+    return b;
+  }));
+  $("#grid-set").addEventListener("click", guard(async () => setEntry($("#grid-entry").value)));
+  $("#grid-entry").addEventListener("change", guard(async () => setEntry($("#grid-entry").value)));
+  $("#grid-undo").addEventListener("click", guard(async () => { if (gridBase) setGrid(gridBase); }));
 }
 
 // -------------------------------------------------------------------------------------------- map
@@ -251,7 +355,12 @@ async function runArithmetic() {
   const [a, b, c] = out.inputs, op = (s) => Object.assign(document.createElement("span"), { className: "op", textContent: s });
   $("#arith-out").replaceChildren(image(a.image, a.caption), op("−"), image(b.image, b.caption), op("+"),
                                   image(c.image, c.caption), op("="), image(out.result.image, "result"));
-  setCode(out.result.z, out.result.xy);
+  if (has("discrete")) { // the result lives before quantisation: shown in the strip and on the map
+    marks.current = out.result.xy;
+    drawMap();
+  } else {
+    setCode(out.result.z, out.result.xy);
+  }
 }
 
 // ----------------------------------------------------------------------------------------- upload
@@ -268,7 +377,7 @@ async function upload(file) {
   $("#upload-info").textContent = `reconstruction error ${out.error.toFixed(4)} (MSE per pixel): higher than ` +
     `${out.percentile.toFixed(1)}% of the test images (test median ${info.error.median.toFixed(4)})`;
   marks.upload = out.xy;
-  setCode(out.z, out.xy);
+  showCode(out);
 }
 
 // ------------------------------------------------------------------------------------------- start
@@ -281,9 +390,10 @@ function guard(fn) {
 async function start() {
   info = await (await api("/api/info")).json();
   points = await (await api("/api/map")).json();
-  const [c, h, w] = info.shape;
-  $("#run-info").textContent = `${info.run}: ${info.model}, ${info.latent_dim}-D code, images ${c}×${h}×${w}`;
-  $("#map-kind").textContent = info.map_is_latent ? "(the 2-D code itself)" : `(${info.projection} of the ${info.latent_dim}-D codes)`;
+  const [c, h, w] = info.shape, code = info.code_shape.join("×");
+  const book = info.codebook ? `, codebook of ${info.codebook.size}` : "";
+  $("#run-info").textContent = `${info.run}: ${info.model}, code ${code}${book}, images ${c}×${h}×${w}`;
+  $("#map-kind").textContent = info.map_is_latent ? "(the 2-D code itself)" : `(${info.projection} of the ${info.code_size}-number codes)`;
   $("#reset-index").max = $("#morph-a").max = $("#morph-b").max = info.n_points - 1;
   if (!info.has_prior) {
     $("#random").disabled = true;
@@ -292,6 +402,7 @@ async function start() {
     $("#sample-note").hidden = false;
   }
   buildSliders();
+  if (has("discrete")) buildGridPanel();
   buildMap();
 
   $("#reset").addEventListener("click", guard(() => resetToTest(Number($("#reset-index").value))));
