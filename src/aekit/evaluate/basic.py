@@ -45,14 +45,14 @@ def evaluate(model, data, split: str = "test", *, iwae_samples: int = 0, batch_s
 
     if iwae_samples < 0:
         raise ConfigError(f"--iwae-samples must be >= 0, got {iwae_samples}")
-    images, _ = data.split(split)
+    images, labels = data.split(split)
     if binarize != "none":
         # One seeded Bernoulli draw of the whole split, made before any slicing or sampling, so an image gets
         # the same binary version whatever max_samples, batch_size or K are (comparable across calls).
         gb = torch.Generator().manual_seed(seed + 7919)
         images = (torch.rand(images.shape, generator=gb) < to_float(images)).to(torch.uint8) * 255
     if max_samples is not None:
-        images = images[:max_samples]
+        images, labels = images[:max_samples], labels[:max_samples]
     if len(images) == 0:
         raise ConfigError(f"split {split!r} is empty")
     model.eval()
@@ -66,7 +66,7 @@ def evaluate(model, data, split: str = "test", *, iwae_samples: int = 0, batch_s
     for start in range(0, len(images), batch_size):
         x = to_float(images[start : start + batch_size]).to(device)
         torch.manual_seed(seed + start)  # the forward pass of a VAE samples z: keep the numbers repeatable
-        out = model(x)
+        out = model.forward_batch(x, labels[start : start + batch_size].to(device))  # a conditional model gets labels
         logits = model.decode_logits(model.encode(x))
         x_hat = torch.sigmoid(logits)
         b = x.shape[0]

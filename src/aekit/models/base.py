@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError, NoPriorError
+from ..errors import ConfigError, DataError, NoPriorError
 from ..options import from_dict, opt
 
 LOSSES = ("mse", "rmse", "bce")
@@ -47,7 +47,9 @@ class Capabilities:
     - ``likelihood``: ``log_importance_weights(x, k, generator) -> (k, B)``, the IWAE bound on log p(x).
     - ``prior``: ``sample(n, generator)`` draws new images (``prior_ready()`` says whether a second stage
       must be trained first).
-    - ``conditional``: ``encode``/``decode`` also take labels ``y``.
+    - ``conditional``: ``encode(x, y)``, ``decode(z, y)`` and ``forward(x, y)`` also take labels ``y`` (B,) long
+      (-1: unknown; ``y`` left out: no label), ``sample(n, generator, labels=)`` draws images of given classes;
+      the engine passes each batch's labels through :meth:`Trainable.forward_batch`.
     - ``discrete``: codes are indices into a codebook (``encode_indices``, ``decode_indices``,
       ``codebook_size``).
     """
@@ -103,12 +105,23 @@ class Trainable(nn.Module):
         resumed run must match. Default: one Adam over every parameter."""
         return {"model": adam(self.parameters(), cfg)}
 
+    def forward_batch(self, x: torch.Tensor, y: torch.Tensor) -> Output:
+        """The Output for a batch of inputs ``x`` and their labels ``y`` (B,) (-1: unknown): what the engine's
+        default training step and its validation score. Default ``self(x)``: labels are not used; a conditional
+        model (``capabilities.conditional``) passes them on."""
+        return self(x)
+
     def training_step(self, x: torch.Tensor, y: torch.Tensor, step) -> Output:
         """One optimisation step on a batch; ``step(name, loss)`` back-propagates ``loss`` and steps the named
         optimizer. Returns the Output whose terms and stats are logged."""
-        out = self(x)
+        out = self.forward_batch(x, y)
         step("model", out.loss)
         return out
+
+    def prepare_data(self, data) -> None:
+        """Called by the trainer with the data set (an ImageData) before anything is written: raise a one-line
+        DataError/ConfigError when the model cannot learn from it (a conditional model on a source without
+        labels, or with more classes than it was built for). No-op here."""
 
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
         """Called by the trainer before each training epoch (schedules such as KL warm-up); no-op here."""
@@ -170,6 +183,14 @@ class Autoencoder(Trainable):
         what = {"posterior": "posterior q(z|x) (needs a VAE)", "likelihood": "likelihood bound (needs a VAE)",
                 "conditional": "label conditioning", "discrete": "discrete codebook"}[feature]
         return f"{self.name} has no {what}"
+
+    def prepare_data(self, data) -> None:
+        """A conditional model needs labels: a source without any is a DataError (nothing is written)."""
+        if self.capabilities.conditional:
+            labels = data.split("train")[1]
+            if not bool((labels >= 0).any()):
+                raise DataError(f"{self.name} is conditional and needs labelled data; {data.name} has no labels "
+                                "(use a labelled source such as mnist, digits or a class-folder dataset)")
 
     def prior_hint(self) -> str:
         """What to do when the prior must be trained first (families with a second-stage prior override it)."""

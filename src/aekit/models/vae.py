@@ -1,5 +1,6 @@
-"""Variational autoencoders (Kingma & Welling 2014): ``vae`` (dense), ``conv-vae``, and ``beta-vae``
-(Higgins et al. 2017), which is the same module with ``beta=4``.
+"""Variational autoencoders (Kingma & Welling 2014): ``vae`` (dense), ``conv-vae``, ``beta-vae``
+(Higgins et al. 2017), which is the same module with ``beta=4``, and ``iwae`` / ``conv-iwae``, the same module
+trained on the importance-weighted bound with k = 5 (Burda et al. 2016).
 
 The loss is the negative ELBO in nats per image: reconstruction (BCE summed over pixels, i.e. a Bernoulli
 likelihood) plus ``beta`` times the KL divergence of q(z|x) = N(mu, diag sigma^2) from the prior N(0, I).
@@ -10,6 +11,10 @@ Two options serve the likelihood benchmark (both off by default):
   so the validation loss (best checkpoint, early stopping) stays the honest bound.
 - ``iwae_k``: train on the importance-weighted bound with k samples instead of the ELBO (Burda et al. 2016);
   k = 1 is the ELBO. Costs k decoder passes per image.
+
+Families that change the prior (``vamp-vae``), the KL term (``beta-tc-vae``) or condition on labels (``cvae``)
+subclass :class:`VAE` and override :meth:`VAE.log_prior`, :meth:`VAE.kl`, :meth:`VAE.sample_prior`, or
+``posterior`` / ``decode_logits``, which take the labels ``y`` (ignored here: a VAE is unconditional).
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ class VAEConfig(BodyConfig):
             raise ConfigError("iwae_k > 1 needs loss=bce (a Bernoulli likelihood)")
 
 
+@register("conv-iwae", "the conv VAE trained on the IWAE bound with k=5 (Burda et al. 2016)", iwae_k=5, arch="conv",
+          activation="leaky_relu")
+@register("iwae", "VAE trained on the importance-weighted bound, k=5 samples (Burda et al. 2016)", iwae_k=5,
+          hidden_dims=(512,))
 @register("beta-vae", "VAE with beta=4 on the KL term (Higgins et al. 2017)", beta=4.0, hidden_dims=(512,))
 @register("conv-vae", "variational autoencoder with the conv body", arch="conv", activation="leaky_relu")
 @register("vae", "variational autoencoder, dense (Kingma & Welling 2014)", hidden_dims=(512,))
@@ -64,47 +73,61 @@ class VAE(Autoencoder):
         w = self.config.kl_warmup
         self.kl_weight = min(1.0, epoch / w) if w > 0 else 1.0
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_stats(self.body.features(x)).chunk(2, dim=1)  # (B, D) each
         return mu, logvar.clamp(-30.0, 20.0)  # keep exp() finite early in training
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.posterior(x)[0]  # the posterior mean: deterministic
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.posterior(x, y)[0]  # the posterior mean: deterministic
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.body.decoder(z)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # z = mu + sigma * eps
 
-    def forward(self, x: torch.Tensor) -> Output:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Output:
         if self.config.iwae_k > 1:
-            return self._forward_iwae(x)
-        mu, logvar = self.posterior(self.corrupt(x))
+            return self._forward_iwae(x, y)
+        mu, logvar = self.posterior(self.corrupt(x), y)
         z = self.reparameterize(mu, logvar)  # sampled in eval too: the loss stays an honest ELBO estimate
-        logits = self.decode_logits(z)
+        logits = self.decode_logits(z, y)
         terms, stats = self.reconstruction_terms(logits, x)
-        # KL(N(mu, sigma^2) || N(0, I)) in closed form, summed over dims (Kingma & Welling 2014, appendix B)
-        kl = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(1).mean()  # (B, D) -> sum over D, mean over B
+        kl = self.kl(mu, logvar, z).mean()
         terms["kl"] = self._beta() * kl  # the weighted part of the loss; the raw KL is a stat
         stats["kl_nats"] = kl.detach()
         stats["elbo"] = -(terms["recon"] + kl).detach()  # beta=1 bound, whatever beta trains
         return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=torch.sigmoid(logits), z=z, stats=stats)
 
+    # --- the prior p(z) = N(0, I); subclasses with another prior override these three -------------------
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per image, (B,): closed form for N(mu, sigma^2) against N(0, I), summed over the
+        dimensions (Kingma & Welling 2014, appendix B); ``z`` (a draw from q) serves Monte Carlo estimates."""
+        return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(-1)
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for codes (..., D) -> (...)."""
+        return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)  # log N(z; 0, I)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes (n, D) drawn from p(z)."""
+        p = next(self.parameters())
+        return torch.randn(n, self.latent_dim, generator=generator, device=p.device, dtype=p.dtype)
+
     def _beta(self) -> float:
         # the warm-up applies to training steps only: validation scores the full objective
         return self.config.beta * (self.kl_weight if self.training else 1.0)
 
-    def _forward_iwae(self, x: torch.Tensor) -> Output:
+    def _forward_iwae(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Output:
         """Loss = -IWAE bound with k = iwae_k samples (Burda et al. 2016, eq. 8); the warm-up weight scales
         log p(z) - log q(z|x) inside each weight, which at weight 1 is the exact bound."""
         k = self.config.iwae_k
-        log_px_z, log_pz_qz, mu, logvar, z = self._log_weight_parts(self.corrupt(x), k, None, target=x)
+        log_px_z, log_pz_qz, mu, logvar, z = self._log_weight_parts(self.corrupt(x), k, None, target=x, y=y)
         log_w = log_px_z + self._beta() * log_pz_qz  # (k, B)
         bound = torch.logsumexp(log_w, 0) - math.log(k)  # (B,)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
-        logits0 = self.decode_logits(z[0])  # one sample's reconstruction, for the diagnostics
+        kl = self.kl(mu, logvar, z[0]).mean()
+        logits0 = self.decode_logits(z[0], y)  # one sample's reconstruction, for the diagnostics
         recon, stats = self.reconstruction_terms(logits0, x)
         loss = -bound.mean()
         stats.update(recon=recon["recon"].detach(), kl_nats=kl.detach(), iwae_bound=-loss.detach(),
@@ -112,28 +135,35 @@ class VAE(Autoencoder):
         return Output(loss=loss, terms={"iwae": loss}, x_hat=torch.sigmoid(logits0), z=z[0], stats=stats)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        p = next(self.parameters())
-        z = torch.randn(n, self.latent_dim, generator=generator, device=p.device, dtype=p.dtype)
-        return self.decode(z)
+        return self.decode(self.sample_prior(n, generator))
 
     @torch.no_grad()
-    def log_importance_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def log_importance_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
+                               y: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x, z_k) - log q(z_k | x) for k posterior samples: (k, B). Their log-mean-exp is the
         IWAE bound on log p(x) (Burda et al. 2016); needs a Bernoulli likelihood (loss=bce)."""
-        log_px_z, log_pz_qz, *_ = self._log_weight_parts(x, k, generator)
+        log_px_z, log_pz_qz, *_ = self._log_weight_parts(x, k, generator, y=y)
         return log_px_z + log_pz_qz
 
-    def _log_weight_parts(self, x: torch.Tensor, k: int, generator: torch.Generator | None, target: torch.Tensor | None = None):
+    def _log_weight_parts(self, x: torch.Tensor, k: int, generator: torch.Generator | None, target: torch.Tensor | None = None,
+                          y: torch.Tensor | None = None):
         """(log p(x|z), log p(z) - log q(z|x)) for k posterior draws, each (k, B); also mu, logvar, z."""
         target = x if target is None else target
-        mu, logvar = self.posterior(x)  # (B, D)
+        mu, logvar = self.posterior(x, y)  # (B, D)
         std = torch.exp(0.5 * logvar)
         eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)  # (k, B, D)
         z = mu + eps * std
-        logits = self.decode_logits(z.flatten(0, 1))  # (k*B, C, H, W)
+        yk = None if y is None else y.repeat(k)  # (k*B,), matching z.flatten(0, 1)
+        logits = self.decode_logits(z.flatten(0, 1), yk)  # (k*B, C, H, W)
         tgt = target.unsqueeze(0).expand(k, *target.shape).flatten(0, 1)
         log_px_z = -F.binary_cross_entropy_with_logits(logits, tgt, reduction="none").flatten(1).sum(1).view(k, -1)
-        log2pi = math.log(2 * math.pi)
-        log_pz = -0.5 * (z.pow(2) + log2pi).sum(-1)
-        log_qz = -0.5 * (eps.pow(2) + log2pi + logvar).sum(-1)  # log N(z; mu, sigma^2) with z = mu + sigma eps
-        return log_px_z, log_pz - log_qz, mu, logvar, z
+        log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)  # log N(z; mu, sigma^2) with z = mu + sigma eps
+        return log_px_z, self.log_prior(z) - log_qz, mu, logvar, z
+
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(z; mu, exp(logvar)) (broadcasting); sum over the last axis for a diagonal Gaussian."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))

@@ -100,7 +100,7 @@ class LitAutoencoder(L.LightningModule):
             if self.cfg.on_nan == "skip" and weights_ok:  # counted, not hidden: metrics.csv has the skipped steps
                 self.skipped += 1
                 return
-            raise RunError(self._diverged(x, exc.optimizer, batch_idx)) from None
+            raise RunError(self._diverged(x, y, exc.optimizer, batch_idx)) from None
         self._accumulate("train", out, x.shape[0])
 
     def _kept(self) -> str:
@@ -109,10 +109,10 @@ class LitAutoencoder(L.LightningModule):
                 else "no checkpoint was written yet")
 
     @torch.no_grad()
-    def _diverged(self, x: torch.Tensor, optimizer: str, batch_idx: int) -> str:
+    def _diverged(self, x: torch.Tensor, y: torch.Tensor, optimizer: str, batch_idx: int) -> str:
         """The one-line message: where it happened and which loss terms are not finite."""
         try:
-            out = self.model(x)
+            out = self.model.forward_batch(x, y)
             bad = [k for k, v in out.terms.items() if not torch.isfinite(v).all()] or ["loss"]
         except Exception:  # the message must not fail in its turn
             bad = ["loss"]
@@ -120,8 +120,8 @@ class LitAutoencoder(L.LightningModule):
                 f"epoch {self.current_epoch}, step {batch_idx}; {self._kept()}. Lower --lr, set --grad-clip, or pass --on-nan skip")
 
     def validation_step(self, batch, batch_idx):
-        x, _ = batch
-        self._accumulate("val", self.model(x), x.shape[0])
+        x, y = batch
+        self._accumulate("val", self.model.forward_batch(x, y), x.shape[0])  # labels reach a conditional model
 
     # --- epochs --------------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:

@@ -156,6 +156,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
         raise ConfigError(f"model input shape {model.input_shape} does not match the data's {data.shape}")
     if len(data.splits["train"]) == 0:
         raise ConfigError("the training split is empty")
+    model.prepare_data(data)  # the model refuses data it cannot learn from (a conditional one without labels)
     if cfg.binarize != "none" and model.config.loss != "bce":
         raise ConfigError("--binarize needs --loss bce (a Bernoulli likelihood)")
 
@@ -190,7 +191,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
         "model": model_to_dict(model),
         # "shape" is the images' (C, H, W); a flat-array fold shape the user gave is kept as "fold_shape"
         "data": {**{("fold_shape" if k == "shape" else k): v for k, v in (data_options or {"spec": data.name}).items()},
-                 "shape": list(data.shape), "normalization": "uint8/255",
+                 "shape": list(data.shape), **data.record(),  # its kind and scaling (a table: the scaler)
                  "class_names": list(data.class_names), "sizes": {k: int(len(v)) for k, v in data.splits.items()}},
         "train": {**cfg.to_dict(), "optimizers": layout},
         "status": "running",
