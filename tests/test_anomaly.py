@@ -59,20 +59,23 @@ def test_vae_likelihood_scores(trained_run):
     nll = anomaly_scores(run.model, test, "nll", samples=64)
     assert np.isfinite(elbo).all() and np.isfinite(nll).all()
     assert nll.mean() <= elbo.mean() + 1e-3  # the IWAE bound is tighter than the ELBO (Burda et al. 2016)
-    det = AnomalyDetector(run.path, score="nll", samples=16).fit(test)
+    det = AnomalyDetector(run.path, score_type="nll", samples=16).fit(test)
     assert auroc(det.decision_function(np.concatenate([test.numpy(), _odd_images(40)[:, None]])),
                  np.r_[np.zeros(len(test)), np.ones(40)]) > 0.9
 
 
 def test_detector_errors(trained_run):
+    from sklearn.exceptions import NotFittedError
+
     run = load_run(trained_run(**AE))
-    with pytest.raises(ConfigError, match="needs a VAE"):
-        AnomalyDetector(run, score="elbo")
+    odd = _odd_images(3)
+    with pytest.raises(ConfigError, match="needs a VAE"):  # checked in fit: scikit-learn constructors only store
+        AnomalyDetector(run, score_type="elbo").fit(odd)
     with pytest.raises(ConfigError, match="contamination"):
-        AnomalyDetector(run, contamination=0.9)
+        AnomalyDetector(run, contamination=0.9).fit(odd)
     det = AnomalyDetector(run)
-    with pytest.raises(ConfigError, match="not fitted"):
-        det.predict(_odd_images(3))
+    with pytest.raises(NotFittedError, match="not fitted"):
+        det.predict(odd)
     with pytest.raises(DataError, match="28x28 but the run was trained on 8x8"):
         det.fit(np.zeros((4, 28, 28), np.uint8))
     bad = np.full((4, 8, 8), 0.5)
@@ -128,9 +131,9 @@ def test_scores_of_float_and_uint8_images_agree(trained_run):
     det = AnomalyDetector(run, contamination=np.float32(0.2), samples=np.int64(3)).fit(test)
     assert det.threshold_ == pytest.approx(np.quantile(det.decision_scores_, 0.8))
     with pytest.raises(ConfigError, match="seed"):
-        AnomalyDetector(run, seed="a")
+        AnomalyDetector(run, seed="a").fit(test)
     with pytest.raises(ConfigError, match="batch_size"):
-        AnomalyDetector(run, batch_size=0)
+        AnomalyDetector(run, batch_size=0).fit(test)
 
 
 def test_one_class_bench_cli(tmp_path, data_dir):

@@ -20,7 +20,7 @@ from aekit.errors import ConfigError, DataError
 from aekit.options import opt
 from data_helpers import mnist_arrays, write_idx, write_idx_set, write_pngs
 
-BUILTIN = ("mnist", "fashion-mnist", "digits", "quickdraw", "folder", "idx", "npy", "npz", "csv")
+BUILTIN = ("mnist", "fashion-mnist", "digits", "quickdraw", "folder", "idx", "npy", "npz", "csv", "table", "odds")
 
 
 def one_line(exc_type, fn, *words) -> str:
@@ -134,7 +134,7 @@ def test_builtin_sources_listed():
     names = list(listed)
     assert max(names.index(n) for n in ("mnist", "digits", "quickdraw")) < min(
         names.index(n) for n in ("folder", "npy", "idx"))  # named sources first
-    assert spec_help() == ("mnist | fashion-mnist | digits | quickdraw:cat,dog | "
+    assert spec_help() == ("mnist | fashion-mnist | digits | quickdraw:cat,dog | table:data.csv | odds:cardio | "
                            "PATH (.npy, .npz, .csv, IDX files, a folder of images)")
     assert get_source("FashionMNIST").name == "fashion-mnist" and get_source("fashion_mnist").name == "fashion-mnist"
     one_line(DataError, lambda: get_source("cifar"), "unknown data source 'cifar'", "mnist", "csv")

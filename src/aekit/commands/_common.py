@@ -103,9 +103,15 @@ def add_data_options(p: argparse.ArgumentParser, required: bool = False, suppres
     g.add_argument("--shape", type=shape3, default=d, metavar="CxHxW", help="shape of flat N x D arrays")
     g.add_argument("--max-train-samples", type=positive_int, default=d, metavar="N", help="train on a seeded subset")
     g.add_argument("--download", action="store_true", default=d, help="download mnist/fashion-mnist when missing")
+    g.add_argument("--scaler", choices=("standard", "minmax", "none"), default=d,
+                   help="tables: per-feature scaling fit on the train split and saved with the run (default standard)")
+    g.add_argument("--impute", choices=("none", "mean", "median"), default=d,
+                   help="tables: fill missing values with the train split's mean or median (default none: refuse them)")
+    g.add_argument("--label-column", default=d, metavar="NAME", help="tables: the column of labels (default: 'label')")
 
 
-DATA_KEYS = ("data_dir", "val_fraction", "image_size", "channels", "max_per_class", "shape", "max_train_samples", "download")
+DATA_KEYS = ("data_dir", "val_fraction", "image_size", "channels", "max_per_class", "shape", "max_train_samples", "download",
+             "scaler", "impute", "label_column")
 
 
 def load_run(path: str):

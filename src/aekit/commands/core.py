@@ -169,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         entry = get(opts["model"])
         overrides = {k: opts[k] for k in model_fields() if k in opts}
         bad = sorted(k for k in overrides if k not in entry.cls.Config.__dataclass_fields__)
+        overrides = {**data.model_defaults(), **overrides}  # a table: loss mse unless --loss says otherwise
         if bad:
             raise ConfigError(f"{bad[0]} does not apply to model {opts['model']!r}", param=bad[0])
         import torch

@@ -14,9 +14,9 @@ from aekit.data.load import (DATA_DIR_ENV, DEFAULT_DATA_DIR, default_data_dir, l
 from aekit.data.sources import Raw, Request, get_source, list_sources, source, spec_help, unregister
 
 # The built-in sources: importing a file registers the sources it defines.
-from aekit.data import mnist, digits, quickdraw, folder, idx, arrays  # noqa: E402,F401  isort: skip
+from aekit.data import mnist, digits, quickdraw, folder, idx, arrays, tables  # noqa: E402,F401  isort: skip
 
-_LAZY = {"ImageData": "base", "to_float": "base", "Noise": "noise", "parse_noise": "noise"}
+_LAZY = {"ImageData": "base", "TableData": "base", "to_float": "base", "Noise": "noise", "parse_noise": "noise"}
 
 
 def __getattr__(name: str):  # torch-backed names load on first use
@@ -34,6 +34,7 @@ __all__ = [
     "Noise",
     "Raw",
     "Request",
+    "TableData",
     "default_data_dir",
     "get_source",
     "list_sources",

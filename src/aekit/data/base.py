@@ -1,9 +1,12 @@
-"""ImageData (uint8 images + labels + splits) and the per-batch float conversion."""
+"""ImageData (uint8 images + labels + splits), TableData (scaled float features in the same frame) and the
+per-batch float conversion."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -13,7 +16,10 @@ SPLITS = ("train", "val", "test")
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float32 in [0, 1] (done per batch: the data set itself stays uint8, 4x smaller)."""
+    """uint8 images -> float32 in [0, 1] (done per batch: the data set itself stays uint8, 4x smaller). A float
+    tensor is already model input (a table, scaled when it was loaded) and passes through as float32."""
+    if x.dtype != torch.uint8:
+        return x.to(torch.float32)
     return x.to(torch.float32).div_(255.0)
 
 
@@ -97,7 +103,15 @@ class ImageData:
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
         n_val = max(1, int(round(len(idx) * val_fraction, 6)))
         splits = {"train": idx[n_val:], "val": idx[:n_val], "test": self.splits.get("test", torch.arange(0))}
-        return ImageData(self.images, self.labels, self.class_names, splits, f"{self.name}[class {c}]")
+        return dataclasses.replace(self, splits=splits, name=f"{self.name}[class {c}]")  # a TableData stays one
+
+    def record(self) -> dict[str, Any]:
+        """What a run folder records about this data's kind and scaling (config.json "data")."""
+        return {"normalization": "uint8/255"}
+
+    def model_defaults(self) -> dict[str, Any]:
+        """Model options that fit this kind of data, used where the user gave none (images: the presets')."""
+        return {}
 
     def describe(self) -> dict:
         """JSON-able summary: name, shape, size of each split, classes."""
@@ -109,3 +123,44 @@ class ImageData:
             "n_classes": len(self.class_names),
             "class_names": list(self.class_names),
         }
+
+
+@dataclass
+class TableData(ImageData):
+    """A table of real-valued features in ImageData's frame: ``images`` are float32 (N, 1, 1, D), already
+    scaled into the model's space by ``scaler`` (an ``aekit.data.tables.Scaler`` fit on the training split);
+    ``features`` name the D columns. Dense models flatten C*H*W, so they see the D features; the batch
+    loader and every front end pass float tensors through as they are (see ``aekit.data.tables``)."""
+
+    features: list[str] = field(default_factory=list)
+    scaler: Any = None
+    label_column: str | None = None
+
+    def __post_init__(self):
+        x = self.images
+        if x.dtype != torch.float32 or x.ndim != 4 or tuple(x.shape[1:3]) != (1, 1):
+            raise DataError(f"TableData.images must be float32 (N, 1, 1, D), got {x.dtype} {tuple(x.shape)}")
+        if len(self.features) != x.shape[3]:
+            raise DataError(f"TableData has {x.shape[3]} features but {len(self.features)} feature names")
+        if self.labels.shape != (len(x),):
+            raise DataError(f"TableData.labels must have shape ({len(x)},), got {tuple(self.labels.shape)}")
+        self.labels = self.labels.long()
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The scaled features as (N, D) (a view)."""
+        return self.images.view(len(self.images), -1)
+
+    def record(self) -> dict[str, Any]:
+        from aekit.data.tables import KIND
+
+        return {"kind": KIND, "normalization": f"{self.scaler.kind} scaler per feature, fit on the train split",
+                "table": {"features": list(self.features), "label_column": self.label_column,
+                          **self.scaler.to_dict()}}
+
+    def model_defaults(self) -> dict[str, Any]:
+        # real values: a Gaussian likelihood (MSE); BCE only fits values in [0, 1] (minmax, asked for)
+        return {"loss": "mse"}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "kind": "table", "features": list(self.features)}

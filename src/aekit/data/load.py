@@ -87,6 +87,10 @@ def load_data(
         raise DataError(f"data set {spec!r} is empty")
     if len(raw.labels) != len(x):
         raise DataError(f"data set {spec!r}: {len(raw.labels)} labels for {len(x)} images")
+    if raw.finish is not None:  # another data kind: the source builds it from the splits
+        if size is not None or chans is not None:
+            raise DataError(f"data set {spec!r} is not images: image_size and channels do not apply to it")
+        return raw.finish(make_splits(len(x), raw.test, float(val_fraction), int(seed), max_train_samples), spec)
     if size is not None:
         x = image.resize(x, size)
     if chans is not None:

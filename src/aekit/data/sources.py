@@ -35,12 +35,17 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # no ":" (argument separator), "/" o
 @dataclass
 class Raw:
     """What a source hands to load_data: uint8 (N, C, H, W) array (maybe a memmap), int labels (-1 =
-    unknown), class names, and the indices of the source's own test split (None when it has none)."""
+    unknown), class names, and the indices of the source's own test split (None when it has none).
+
+    A source of another data kind (tables) sets ``finish(splits, name) -> data set``: load_data makes the
+    splits and hands them over, so what must be fit on the training split only (a table's scaler) is; its
+    ``images`` are then the raw samples, first axis N."""
 
     images: np.ndarray
     labels: np.ndarray
     class_names: list[str] = field(default_factory=list)
     test: np.ndarray | None = None
+    finish: Callable[[dict[str, np.ndarray], str], Any] | None = None
 
 
 @dataclass(frozen=True)

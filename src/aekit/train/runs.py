@@ -146,6 +146,10 @@ class Run:
         data = load_data(d["spec"], **{**recorded_options(d), **overrides})
         if tuple(data.shape) != tuple(d["shape"]):
             raise RunError(f"dataset {d['spec']!r} now has shape {data.shape}, the run was trained on {tuple(d['shape'])}")
+        if d.get("kind") is not None:  # another data kind (a table): its scaler must be the recorded one
+            from ..data.tables import check_record
+
+            check_record(data, d)
         if d.get("one_class") is not None:  # a run of the one-class benchmark: trained on one class only
             data = data.one_class(int(d["one_class"]), seed=int(d.get("seed", 0)))
         return data
