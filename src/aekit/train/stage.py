@@ -13,7 +13,6 @@ best weights, and ``RUN/config.json`` records the stage under ``stages: {NAME: {
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 
 from ..errors import ConfigError, RunError
 from .config import TrainConfig
-from .runs import CONFIG, METRICS, WEIGHTS, Run, load_run, read_config, read_metrics, save_weights, write_json
+from .runs import CONFIG, WEIGHTS, Run, load_run, read_config, save_weights, write_json
 
 
 class StageInputs:
@@ -151,30 +150,15 @@ def train_stage(run_dir: str | Path, name: str | None = None, cfg: TrainConfig |
     trainer_ref["t"] = trainer
     lit = LitAutoencoder(stage, cfg)
 
-    start = time.perf_counter()
-    trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-    seconds = time.perf_counter() - start
-    if not trainer.is_global_zero:
-        return None  # rank 0 alone writes the folder
+    from .trainer import fit_and_keep_best
 
-    best = Path(ckpt.best_model_path) if ckpt.best_model_path else out / "checkpoints" / "last.ckpt"
-    if not best.is_relative_to(out.absolute()) or not best.exists():  # never another folder's checkpoint
-        best = out / "checkpoints" / ("best.ckpt" if (out / "checkpoints" / "best.ckpt").exists() else "last.ckpt")
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    stage.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    result = fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, out, monitor)
+    if result is None:
+        return None  # rank 0 alone writes the folder
     model.float().cpu().eval()
     save_weights(model, run_dir / WEIGHTS)  # the whole model, now with the stage's best weights (atomic)
-    rows = read_metrics(out / METRICS)
-    best_score = ckpt.best_model_score
     entry["status"] = "finished"
-    entry["result"] = {
-        "epochs_completed": len(rows),
-        "best_epoch": int(min(rows, key=lambda r: r.get(monitor, float("inf")))["epoch"]) if rows else None,
-        f"best_{monitor}": float(best_score) if best_score is not None else None,
-        "train_seconds": round(sum(r.get("seconds", 0.0) for r in rows), 2),
-        "wall_seconds_last_session": round(seconds, 2),
-    }
+    entry["result"] = result
     rec = read_config(run_dir)
     rec.setdefault("stages", {})[name] = entry
     write_json(run_dir / CONFIG, rec)

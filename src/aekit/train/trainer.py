@@ -139,6 +139,32 @@ def _check_checkpoint(path: Path | None, layout: list[str], out: Path) -> None:
                        f"({', '.join(layout)}): resume it with the model and options it was trained with")
 
 
+def fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, out: Path, monitor: str) -> dict | None:
+    """Fit ``lit`` (resuming from ``ckpt_path``), load the best checkpoint of ``out`` into ``lit.model`` and return
+    the run's result record; None on a non-zero DDP rank. Shared by first and second stages."""
+    start = time.perf_counter()
+    # weights_only: a checkpoint is data; never run code from it, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says
+    trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return None
+    best = Path(ckpt.best_model_path) if ckpt.best_model_path else out / "checkpoints" / "last.ckpt"
+    if not best.is_relative_to(out.absolute()) or not best.exists():  # never another folder's checkpoint
+        best = out / "checkpoints" / ("best.ckpt" if (out / "checkpoints" / "best.ckpt").exists() else "last.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    lit.model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    rows = read_metrics(out / METRICS)
+    best_score = ckpt.best_model_score
+    return {
+        "epochs_completed": len(rows),
+        "best_epoch": int(min(rows, key=lambda r: r.get(monitor, float("inf")))["epoch"]) if rows else None,
+        f"best_{monitor}": float(best_score) if best_score is not None else None,
+        "train_seconds": round(sum(r.get("seconds", 0.0) for r in rows), 2),
+        "wall_seconds_last_session": round(seconds, 2),
+    }
+
+
 def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = False, data_options: dict[str, Any] | None = None) -> Run:
     """Train ``model`` on ``data`` and write the run folder ``out``; returns the loaded best run.
 
@@ -210,30 +236,12 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     if trainer.is_global_zero and not resume:
         write_json(out / CONFIG, record)  # a resumed run's record is rewritten once its checkpoint has loaded
 
-    start = time.perf_counter()
-    # weights_only: a checkpoint is data; never run code from it, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says
-    trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-    seconds = time.perf_counter() - start
-
-    if not trainer.is_global_zero:
-        return None  # rank 0 alone writes the folder
-    best = Path(ckpt.best_model_path) if ckpt.best_model_path else out / "checkpoints" / "last.ckpt"
-    if not best.is_relative_to(out.absolute()) or not best.exists():  # never another folder's checkpoint
-        best = out / "checkpoints" / ("best.ckpt" if (out / "checkpoints" / "best.ckpt").exists() else "last.ckpt")
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    result = fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, out, monitor)
+    if result is None:
+        return None  # a non-zero DDP rank: rank 0 alone writes the folder
     model.float().eval()  # --precision 64 trains in float64; run folders hold float32 weights like every other
     save_weights(model, out / WEIGHTS)
-    rows = read_metrics(out / METRICS)
-    best_score = ckpt.best_model_score
     record["status"] = "finished"
-    record["result"] = {
-        "epochs_completed": len(rows),
-        "best_epoch": int(min(rows, key=lambda r: r.get(monitor, float("inf")))["epoch"]) if rows else None,
-        f"best_{monitor}": float(best_score) if best_score is not None else None,
-        "train_seconds": round(sum(r.get("seconds", 0.0) for r in rows), 2),
-        "wall_seconds_last_session": round(seconds, 2),
-    }
+    record["result"] = result
     write_json(out / CONFIG, record)
     return Run(path=out, config=record, model=model)
