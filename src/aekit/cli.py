@@ -53,7 +53,7 @@ def keep_freed_memory() -> None:
     """Stop glibc from handing large freed blocks back to the OS after every batch. A conv batch's activations
     (tens of MB) are allocated and freed thousands of times; by default each one is an mmap/munmap pair and
     its pages fault in again: `aekit evaluate` of a conv-VAE on the MNIST test set spent 47 of its 54 s in the
-    kernel, and takes 33 s with this (measured, docs/benchmarks.md). The process keeps its peak heap instead.
+    kernel, and takes 26 s with this (measured, docs/benchmarks.md). The process keeps its peak heap instead.
     A no-op where the C library is not glibc."""
     import ctypes
     import ctypes.util
