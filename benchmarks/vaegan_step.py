@@ -14,8 +14,6 @@ the bare loop runs before and after aekit so that a busy machine slows both alik
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
 import time
 
 import torch
@@ -23,6 +21,7 @@ import torch
 import aekit
 from aekit.data import load_data, to_float
 from aekit.train import TrainConfig
+from throughput import aekit_epochs, rate  # the same timing as the single-optimizer benchmark (same folder)
 
 
 def bare_epochs(model, x: torch.Tensor, cfg: TrainConfig, epochs: int) -> list[float]:
@@ -45,16 +44,6 @@ def bare_epochs(model, x: torch.Tensor, cfg: TrainConfig, epochs: int) -> list[f
             model.training_step(x[perm[i : i + cfg.batch_size]], y, step)
         times.append(time.perf_counter() - t0)
     return times
-
-
-def aekit_epochs(model, data, cfg: TrainConfig) -> list[float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        run = aekit.fit(model, data, cfg, out=f"{tmp}/run")
-        return [r["seconds"] for r in run.metrics()]
-
-
-def rate(n: int, times: list[float]) -> float:
-    return n / statistics.median(times[1:] if len(times) > 1 else times)
 
 
 def main() -> None:

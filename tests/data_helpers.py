@@ -61,3 +61,16 @@ def write_pngs(folder: Path, n: int, size=(10, 12), mode: str = "L", seed: int =
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(p)  # 2-D -> L, 3 -> RGB, 4 -> RGBA
         paths.append(p)
     return paths
+
+
+def one_line(exc_type, fn, *words) -> str:
+    """Call fn, expect a one-line ``exc_type`` whose message contains every word; return the message."""
+    import pytest
+
+    with pytest.raises(exc_type) as info:
+        fn()
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    for w in words:
+        assert w in msg, f"{w!r} not in {msg!r}"
+    return msg

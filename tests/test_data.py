@@ -20,18 +20,12 @@ import torch
 from aekit.data import ImageData, Noise, default_data_dir, load_data, parse_noise, to_float
 from aekit.data import mnist as mnist_mod
 from aekit.errors import ConfigError, DataError
-from data_helpers import mnist_arrays, sha256, write_idx, write_idx_set, write_pngs
+from data_helpers import mnist_arrays, one_line, sha256, write_idx, write_idx_set, write_pngs
 
 
 def data_error(fn, *words):
     """Call fn, expect a one-line DataError containing every word; return the message."""
-    with pytest.raises(DataError) as info:
-        fn()
-    msg = str(info.value)
-    assert "\n" not in msg, msg
-    for w in words:
-        assert w in msg, f"{w!r} not in {msg!r}"
-    return msg
+    return one_line(DataError, fn, *words)
 
 
 @pytest.fixture

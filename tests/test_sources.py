@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import aekit
+from data_helpers import one_line
 from aekit.data import (Raw, Request, get_source, list_sources, load_data, option_names, recorded_options, source,
                         spec_help, unregister)
 from aekit.data import sources as sources_mod
@@ -23,14 +24,7 @@ from data_helpers import mnist_arrays, write_idx, write_idx_set, write_pngs
 BUILTIN = ("mnist", "fashion-mnist", "digits", "quickdraw", "folder", "idx", "npy", "npz", "csv", "table", "odds")
 
 
-def one_line(exc_type, fn, *words) -> str:
-    with pytest.raises(exc_type) as info:
-        fn()
-    msg = str(info.value)
-    assert "\n" not in msg, msg
-    for w in words:
-        assert w in msg, f"{w!r} not in {msg!r}"
-    return msg
+
 
 
 # ---- a whole new source, defined in this file ------------------------------------------------------

@@ -545,12 +545,17 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         ``decision_scores_`` against ``y``."""
         warnings.warn("fit_predict_score is deprecated (as in PyOD): fit, then score decision_scores_",
                       FutureWarning, stacklevel=2)
+        if scoring not in ("roc_auc_score", "prc_n_score"):  # checked before the (long) fit
+            raise UnknownScoring(f"scoring must be 'roc_auc_score' or 'prc_n_score' (PyOD's built-in scores), got {scoring!r}",
+                                 param="scoring")
         self.fit(X)
         if scoring == "roc_auc_score":
             return auroc(self.decision_scores_, y)
-        if scoring == "prc_n_score":
-            return precision_n_scores(y, self.decision_scores_)
-        raise NotImplementedError("scoring must be 'roc_auc_score' or 'prc_n_score' (PyOD's built-in scores)")
+        return precision_n_scores(y, self.decision_scores_)
+
+
+class UnknownScoring(ConfigError, NotImplementedError):
+    """A scoring name PyOD does not define: bad input for aekit's CLI (exit 2), NotImplementedError as in PyOD."""
 
 
 def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:

@@ -143,7 +143,6 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
 
 def cmd_anomaly_bench(args: argparse.Namespace) -> int:
     from ..anomaly import benchmark_markdown, one_class_benchmark
-    from ..fileio import atomic_write
 
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
@@ -158,18 +157,11 @@ def cmd_anomaly_bench(args: argparse.Namespace) -> int:
     result = one_class_benchmark(args.dataset, args.model, args.epochs, args.classes, args.latent_dim, args.score,
                                  args.runs, args.batch_size, args.lr, args.seed, opts)
     table = benchmark_markdown(result, reference=_reference(args.dataset))
-    print(table, end="")
-    print(f"mean AUROC {result['mean']:.2f}% in {result['seconds']:.0f}s")
-    if args.out:
-        c.write_json(Path(args.out), result)
-    if args.markdown:
-        atomic_write(Path(args.markdown), table)
-    return 0
+    return _write_bench(args, result, table, f"mean AUROC {result['mean']:.2f}% in {result['seconds']:.0f}s")
 
 
 def _odds_bench(args: argparse.Namespace) -> int:
     from ..anomaly import odds_benchmark, odds_markdown, odds_names
-    from ..fileio import atomic_write
 
     models = [m.strip() for m in (args.model or "ae,vae").split(",") if m.strip()]
     opts = {"latent_dim": args.latent_dim} if args.latent_dim is not None else {}
@@ -178,9 +170,14 @@ def _odds_bench(args: argparse.Namespace) -> int:
     opts.update(lr=args.lr)
     result = odds_benchmark(odds_names(args.dataset), models, args.seeds, args.epochs or 30, args.score,
                             args.data_dir, opts)
-    table = odds_markdown(result)
+    return _write_bench(args, result, odds_markdown(result), f"in {result['seconds']:.0f}s")
+
+
+def _write_bench(args: argparse.Namespace, result: dict, table: str, summary: str) -> int:
+    from ..fileio import atomic_write
+
     print(table, end="")
-    print(f"in {result['seconds']:.0f}s")
+    print(summary)
     if args.out:
         c.write_json(Path(args.out), result)
     if args.markdown:
