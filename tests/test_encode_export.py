@@ -206,39 +206,51 @@ def test_auto_backend_keeps_torch_for_small_jobs_and_times_both_for_large(traine
     assert not list(tmp_path.iterdir())  # the temporary ONNX exports were removed
 
 
-def test_onnx_backend_skips_an_export_older_than_the_weights(trained_run, tmp_path, capsys):
+def test_onnx_backend_uses_an_export_only_when_its_manifest_matches(trained_run, tmp_path, capsys):
+    """RUN/export/encoder.onnx is used only when export.json names the sha256 of the run's weights and of the
+    file (a timestamp cannot tell: a copied or replaced file keeps any mtime); else a fresh export, said on
+    stderr in one line."""
     pytest.importorskip("onnxruntime")
-    import os
-
-    from aekit.export import export_onnx
-    from aekit.registry import build_model
-
-    src = trained_run("ae", 2)
-    run_dir = tmp_path / "run"
+    import json
     import shutil
 
-    shutil.copytree(src, run_dir)
+    from aekit.export import export_onnx
+    from aekit.fileio import sha256_file
+    from aekit.registry import build_model
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run("ae", 2), run_dir)
     run, images, _ = _digits_images(run_dir, "all")
     with torch.no_grad():
         ref = run.model.encode(images.float() / 255).numpy()
     torch.manual_seed(123)
     other = build_model("ae", input_shape=run.model.input_shape, latent_dim=2)  # other weights, same shapes
     onnx_path = export_onnx(other, run_dir / "export", parts=("encoder",))["encoder"]
-    weights = run_dir / "model.safetensors"
     out = tmp_path / "c.npy"
+    argv = ["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]
 
-    os.utime(onnx_path, (weights.stat().st_mtime - 100,) * 2)  # exported before the weights changed: stale
-    assert main(["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]) == 0
-    np.testing.assert_allclose(np.load(out), ref, atol=1e-4)  # a fresh export, not the stale file
+    def manifest(file_sha):
+        (run_dir / "export" / "export.json").write_text(json.dumps({
+            "files": {"encoder": "encoder.onnx"}, "sha256": {"encoder.onnx": file_sha},
+            "weights_sha256": sha256_file(run_dir / "model.safetensors")}))
 
-    os.utime(onnx_path, (weights.stat().st_mtime + 100,) * 2)  # newer than the weights: used as it is
-    assert main(["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]) == 0
-    assert not np.allclose(np.load(out), ref, atol=1e-3)
-
-    onnx_path.write_bytes(b"not an onnx file")
-    os.utime(onnx_path, (weights.stat().st_mtime + 100,) * 2)
     capsys.readouterr()
-    assert main(["encode", str(run_dir), "--backend", "onnx", "--out", str(out), "--no-progress"]) == 2
+    assert main(argv) == 0  # no manifest: a fresh export, not the foreign file
+    np.testing.assert_allclose(np.load(out), ref, atol=1e-4)
+    err = capsys.readouterr().err.strip()
+    assert "encoder.onnx not used (no export.json" in err and "\n" not in err
+
+    manifest(sha256_file(onnx_path))  # the manifest vouches for this file and these weights: used as it is
+    assert main(argv) == 0
+    assert not np.allclose(np.load(out), ref, atol=1e-3) and capsys.readouterr().err == ""
+
+    onnx_path.write_bytes(b"not an onnx file")  # changed after its manifest: not used
+    assert main(argv) == 0
+    np.testing.assert_allclose(np.load(out), ref, atol=1e-4)
+    assert "sha256 is not the one in export.json" in capsys.readouterr().err
+
+    manifest(sha256_file(onnx_path))  # a manifest that vouches for a damaged file: one line, exit 2
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "not a usable ONNX model" in err and "aekit export" in err and "\n" not in err
 

@@ -57,16 +57,22 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize("command", [["evaluate"], ["summary"], ["plot", "curves"], ["report"],
-                                     ["train", "--resume", "--out"]])
+                                     ["train", "--resume", "--out"], ["encode", "--out", "codes.npy"],
+                                     ["denoise", "--out", "clean.npy"], ["anomaly", "--out", "scores.csv"], ["export"]])
 def test_damaged_config_json_is_one_line_exit_2_for_every_reader(run_copy, damage, command, capsys):
     path = run_copy / "config.json"
     path.write_text(json.dumps(DAMAGE[damage](json.loads(path.read_text()))))
-    before = snapshot(run_copy)
-    argv = [*command, run_copy] if command[-1] != "--out" else [*command, run_copy, "--no-progress"]
+    before = snapshot(run_copy.parent)
+    if command[-1] == "--out":
+        argv = [*command, run_copy, "--no-progress"]
+    elif "--out" in command:  # outputs beside the run: nothing may appear there either
+        argv = [command[0], run_copy, "--out", run_copy.parent / command[-1], "--no-progress"]
+    else:
+        argv = [*command, run_copy]
     code, _, err = cli(capsys, *argv)
     assert code == 2, err
     assert err.startswith("aekit: error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert snapshot(run_copy) == before  # nothing changed on disk
+    assert snapshot(run_copy.parent) == before  # nothing changed on disk
 
 
 @pytest.mark.parametrize("content", [b"\x00\xff\x10garbage", b"epoch,train_loss\n0,abc\n", b"epoch,train_loss\n0,1,2,3\n"])
@@ -79,11 +85,13 @@ def test_garbled_metrics_csv_is_one_line_exit_2(run_copy, content, command, caps
     assert err.count("aekit: error:") == 1 and "Traceback" not in err
 
 
-def test_damaged_last_checkpoint_refuses_resume_and_keeps_the_finished_record(run_copy, capsys):
-    (run_copy / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+def test_damaged_last_checkpoints_refuse_resume_and_keep_the_finished_record(run_copy, capsys):
+    # last.ckpt alone damaged falls back to last.prev.ckpt (tests/test_fault_tolerance.py); both: nothing to resume
+    for name in ("last.ckpt", "last.prev.ckpt"):
+        (run_copy / "checkpoints" / name).write_bytes(b"PK\x03\x04 truncated")
     before = snapshot(run_copy)
     code, _, err = cli(capsys, "train", "--resume", "--out", run_copy, "--epochs", "3", "--no-progress")
-    assert code == 2 and "last.ckpt is damaged" in err
+    assert code == 2 and "last.ckpt is damaged" in err and "last.prev.ckpt" in err and len(err.strip().splitlines()) == 1
     assert snapshot(run_copy) == before
     assert json.loads((run_copy / "config.json").read_text())["status"] == "finished"  # not flipped to running
 

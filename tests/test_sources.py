@@ -129,7 +129,7 @@ def test_builtin_sources_listed():
     assert max(names.index(n) for n in ("mnist", "digits", "quickdraw")) < min(
         names.index(n) for n in ("folder", "npy", "idx"))  # named sources first
     assert spec_help() == ("mnist | fashion-mnist | digits | quickdraw:cat,dog | table:data.csv | odds:cardio | "
-                           "PATH (.npy, .npz, .csv, IDX files, a folder of images)")
+                           "packed:DIR | PATH (.npy, .npz, .csv, IDX files, a folder of images, a packed folder)")
     assert get_source("FashionMNIST").name == "fashion-mnist" and get_source("fashion_mnist").name == "fashion-mnist"
     one_line(DataError, lambda: get_source("cifar"), "unknown data source 'cifar'", "mnist", "csv")
     assert {"shape", "max_per_class", "download", "val_fraction", "data_dir"} <= set(option_names())
@@ -201,7 +201,7 @@ def test_named_source_wins_over_same_named_path(tmp_path, monkeypatch):
 def test_unsupported_paths(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"\0")
     one_line(DataError, lambda: load_data(str(tmp_path / "x.bin")), "unsupported file type .bin",
-             ".npy, .npz, .csv, IDX files or a folder of images")
+             ".npy, .npz, .csv, IDX files, a folder of images or a packed folder")
     one_line(DataError, lambda: load_data(str(tmp_path / "nope.npz")), "no such file or folder")
     one_line(DataError, lambda: load_data("nope.csv"), "no such file or folder")
 

@@ -187,7 +187,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert res.stdout.count("run folder:") == 1  # rank 1 printed nothing
     names = sorted(p.name for p in out.iterdir())
     assert names == ["checkpoints", "config.json", "eval.json", "metrics.csv", "model.safetensors"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt", "last.prev.ckpt"]
     rows = read_metrics(out / "metrics.csv")
     assert [r["epoch"] for r in rows] == [0, 1]
     assert not list(out.glob(".*"))  # no temporary files left behind

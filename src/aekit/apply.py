@@ -2,12 +2,15 @@
 batches, and write the results (codes as .npy / .npz / .parquet, images as PNG files or a .npy array).
 
 Everything is computed batch by batch from a uint8 (N, C, H, W) tensor, which may be a memory-mapped
-.npy file: memory stays bounded by the batch size however large the input is (the .npy outputs are
-``np.lib.format.open_memmap`` files filled batch by batch).
+.npy file: memory stays bounded by the batch size however large the input is. Outputs are written batch by
+batch to a hidden temporary file and renamed at the end (:func:`aekit.fileio.atomic_path`); .npy outputs are
+appended with buffered writes, not filled through a memory map, after a free-space check: a memory map on a
+full disk dies by SIGBUS, a write gets an error the CLI can report.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import AekitError, ConfigError, DataError, RunError
-from .fileio import atomic_path
+from .fileio import atomic_path, check_free_space
 
 CODE_FORMATS = (".npy", ".npz", ".parquet")
 BACKENDS = ("torch", "onnx", "auto")
@@ -146,8 +149,8 @@ def make_encoder(model, backend: str = "auto", run_path: str | Path | None = Non
     """An encoder callable for ``backend``:
 
     - "torch": the model itself;
-    - "onnx": onnxruntime on the run's ``export/encoder.onnx``, or on a fresh export when the run has none
-      (or an older one than its weights);
+    - "onnx": onnxruntime on the run's ``export/encoder.onnx`` when its manifest matches the run's weights and
+      the file, else on a fresh export (and a line on stderr says why the saved one was not used);
     - "auto": times torch on ``probe`` (a few hundred images); when encoding ``total`` images would take torch under
       ``AUTO_MIN_SECONDS`` it stays (an export costs about a second), else it also times onnxruntime and
       keeps the faster (measured on 2 cores: onnxruntime about 4x faster for the conv encoder, about even
@@ -182,19 +185,25 @@ AUTO_MIN_SECONDS = 2.0
 
 
 def _onnx_encoder(model, run_path: str | Path | None) -> OnnxEncoder:
-    """onnxruntime on the run's exported encoder when it is at least as new as the run's weights (a resumed
-    run makes an old export stale), else on one exported to a temporary folder (removed once the session
-    has read it)."""
+    """onnxruntime on the run's exported encoder when its manifest names the sha256 of the run's weights and
+    of the file (a resumed, retrained or replaced model makes an export stale; a timestamp cannot tell), else
+    on one exported to a temporary folder (removed once the session has read it)."""
+    from .export import stale_reason
+    from .fileio import sha256_file
     from .train.runs import WEIGHTS
 
     if run_path is not None:
         path, weights = Path(run_path) / "export" / "encoder.onnx", Path(run_path) / WEIGHTS
-        if path.exists() and (not weights.exists() or path.stat().st_mtime >= weights.stat().st_mtime):
-            try:
-                return OnnxEncoder(path)
-            except Exception as exc:  # onnxruntime raises its own exception types on a damaged file
-                raise RunError(f"{path}: not a usable ONNX model ({str(exc).splitlines()[0][:120]}); "
-                               f"re-export it with `aekit export {run_path}`") from None
+        if path.exists():
+            reason = stale_reason(path.parent, path.name, sha256_file(weights) if weights.is_file() else None)
+            if reason is None:
+                try:
+                    return OnnxEncoder(path)
+                except Exception as exc:  # onnxruntime raises its own exception types on a damaged file
+                    raise RunError(f"{path}: not a usable ONNX model ({str(exc).splitlines()[0][:120]}); "
+                                   f"re-export it with `aekit export {run_path}`") from None
+            print(f"{path} not used ({reason}): exporting the encoder afresh for this job; "
+                  f"`aekit export {run_path}` renews the saved one", file=sys.stderr)
     import shutil
 
     from .export import export_onnx
@@ -244,18 +253,25 @@ def encode_all(model, images, batch_size: int = 4096) -> np.ndarray:
 
 def write_codes(path: str | Path, n: int, dim: int, coded: Iterator[tuple[int, np.ndarray]],
                 labels: np.ndarray | None = None) -> Path:
-    """Write streamed codes to .npy (memory-mapped, written in place), .npz (codes + labels) or .parquet
-    (columns z0..z{D-1} + label, one row group per batch). Written to a temporary name, then renamed."""
+    """Write streamed codes to .npy, .npz (codes + labels) or .parquet (columns z0..z{D-1} + label, one row
+    group per batch). Written to a temporary name, then renamed; .npy and .npz first check the free space
+    they need (:class:`aekit.fileio.DiskFullError`, nothing created)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CODE_FORMATS:
         raise ConfigError(f"{path}: unknown output format {suffix or '(none)'}; use {', '.join(CODE_FORMATS)}")
+    codes_bytes = n * dim * 4 + NPY_HEADER
+    if suffix == ".npy":
+        check_free_space(path, codes_bytes)
+    elif suffix == ".npz":  # the codes' .npy beside it, and the archive: both at once, for a moment
+        check_free_space(path, 2 * codes_bytes + (8 * n if labels is not None else 0))
+    # .parquet: its size depends on the encoding; a full disk there is a write error, and the temp file goes
     with atomic_path(path, suffix) as tmp:
         if suffix == ".parquet":
             _write_parquet(tmp, dim, coded, labels)
         elif suffix == ".npy":
             _fill_npy(tmp, (n, dim), np.float32, coded)
-        else:  # .npz: the codes go through a memory-mapped .npy beside it, then into the archive in chunks
+        else:  # .npz: the codes go through a .npy beside it, then into the archive in chunks
             npy = tmp.with_suffix(".codes.npy")
             try:
                 _fill_npy(npy, (n, dim), np.float32, coded)
@@ -269,13 +285,26 @@ def write_codes(path: str | Path, n: int, dim: int, coded: Iterator[tuple[int, n
     return path
 
 
+NPY_HEADER = 128  # bytes before the data of a .npy of a few dimensions (format 1.0 pads the header to 64)
+
+
 def _fill_npy(path: Path, shape: tuple[int, ...], dtype, parts: Iterator[tuple[int, np.ndarray]]) -> None:
-    """Fill a .npy file of ``shape`` through a memory map, batch by batch: memory stays one batch."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    for start, x in parts:
-        out[start : start + len(x)] = x
-    out.flush()
-    del out
+    """Write a .npy file of ``shape`` batch by batch (consecutive batches, front to back) with buffered writes:
+    memory stays one batch, and a full disk is an OSError (ENOSPC) here rather than a SIGBUS in a memory map's
+    page fault."""
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    rows = 0
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for start, x in parts:
+            x = np.ascontiguousarray(x, dtype=dtype)
+            if start != rows or x.shape[1:] != tuple(shape[1:]):
+                raise RuntimeError(f"batch of shape {x.shape} at row {start}; expected row {rows} of {shape}")
+            fh.write(memoryview(x).cast("B"))
+            rows += len(x)
+    if rows != shape[0]:
+        raise RuntimeError(f"wrote {rows} rows of {shape[0]}")
 
 
 def _write_parquet(path: Path, dim: int, coded, labels) -> None:
@@ -318,8 +347,9 @@ def denoise_images(model, images: torch.Tensor, batch_size: int = 1024, noise=No
 
 
 def write_images_npy(path: Path, shape: tuple[int, ...], parts: Iterator[tuple[int, np.ndarray]]) -> Path:
-    """Fill a uint8 .npy (N, C, H, W) batch by batch through a memory map; atomic rename at the end."""
+    """Write a uint8 .npy (N, C, H, W) batch by batch after a free-space check; atomic rename at the end."""
     path = Path(path)
+    check_free_space(path, int(np.prod(shape)) + NPY_HEADER)
     with atomic_path(path, ".npy") as tmp:
         _fill_npy(tmp, shape, np.uint8, parts)
     return path
@@ -329,4 +359,5 @@ def write_png(path: Path, img: np.ndarray) -> None:
     """One uint8 (C, H, W) image as PNG (gray for C=1), written atomically."""
     from .fileio import atomic_write, png_bytes
 
-    atomic_write(path, png_bytes(img, compress_level=6))  # files on disk: the usual zlib level
+    # files on disk: the usual zlib level; not fsynced one by one (thousands of small files, made again at will)
+    atomic_write(path, png_bytes(img, compress_level=6), durable=False)

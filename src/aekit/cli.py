@@ -14,7 +14,7 @@ import sys
 
 from . import __version__
 from .commands._common import positive_int
-from .errors import AekitError
+from .errors import AekitError, Stopped
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,14 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
         return int(result or 0)
-    except KeyboardInterrupt:
+    except Stopped as exc:  # a training stopped by SIGINT/SIGTERM after saving its checkpoint: not an error
         _close_progress_bars()
-        print("aekit: interrupted", file=sys.stderr)
-        return 130
+        print(f"aekit: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a write (fileio.Terminated)
+        _close_progress_bars()
+        terminated = type(exc).__name__ == "Terminated"
+        print(f"aekit: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BaseException as exc:  # the one error boundary: one line, never a traceback (unless --debug)
+        _close_progress_bars()  # first, for a traceback too: what follows starts on a line of its own
         if args.debug or isinstance(exc, SystemExit):
             raise
-        _close_progress_bars()
         code, text = describe(exc)
         print(f"aekit: error: {text}", file=sys.stderr)
         return code

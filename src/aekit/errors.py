@@ -25,3 +25,12 @@ class RunError(AekitError):
 
 class NoPriorError(AekitError):
     """The model has no prior to sample from (a plain autoencoder)."""
+
+
+class Stopped(AekitError):
+    """Training stopped on request (SIGINT/Ctrl-C or SIGTERM, e.g. a pre-empted job) at the end of a step, after
+    saving a checkpoint to resume from. ``exit_code`` is the shell's for that signal: 130 (SIGINT), 143 (SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -5,6 +5,11 @@
 (B, *code_shape) -> images (B, C, H, W) in [0, 1]. Example inputs come from ``model.code_shape``, so flat
 (D,) and spatial (D, h, w) codes export alike; only the batch axis is dynamic.
 
+``aekit export`` (:func:`export`) writes both files and the manifest ``export.json`` (each file's sha256 and the
+sha256 of the weights they came from) into a fresh hidden folder beside the target and swaps it in whole, so a
+reader never finds a new encoder beside an old decoder; ``aekit encode --backend onnx`` reuses an export only
+when its manifest matches the run's weights and the file (:func:`stale_reason`).
+
 Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)`` is tried first: on these small
 feed-forward nets it is exact, takes well under a second and needs no onnxscript; the dynamo exporter
 (torch's default, needs onnxscript) is the fallback when the first fails.
@@ -12,8 +17,10 @@ feed-forward nets it is exact, takes well under a second and needs no onnxscript
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +30,8 @@ from .errors import ConfigError, RunError
 FORMATS = ("onnx", "torchscript")
 PARTS = ("encoder", "decoder")
 OPSET = 17
+MANIFEST = "export.json"
+MANIFEST_VERSION = 1
 
 
 class EncoderPart(nn.Module):
@@ -125,9 +134,48 @@ def export_torchscript(model, out_dir: str | Path, parts=PARTS) -> dict[str, Pat
     return paths
 
 
-def export(model, out_dir: str | Path, fmt: str = "onnx") -> dict[str, Path]:
-    if fmt == "onnx":
-        return export_onnx(model, out_dir)
-    if fmt == "torchscript":
-        return export_torchscript(model, out_dir)
-    raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+def export(model, out_dir: str | Path, fmt: str = "onnx", weights_sha256: str | None = None,
+           info: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write encoder, decoder and the manifest ``export.json`` (``info``, the format, each file's sha256 and
+    ``weights_sha256``: the run's ``model.safetensors`` they came from) into a fresh hidden folder beside
+    ``out_dir``, then put that folder in ``out_dir``'s place in one rename; the old folder, if any, is removed
+    only after. Returns part -> path in ``out_dir``."""
+    from .fileio import atomic_dir, atomic_write, sha256_file
+
+    writers = {"onnx": export_onnx, "torchscript": export_torchscript}
+    if fmt not in writers:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        written = writers[fmt](model, tmp)
+        manifest = {"format_version": MANIFEST_VERSION, **(info or {}), "format": fmt,
+                    "files": {k: p.name for k, p in written.items()},
+                    "sha256": {p.name: sha256_file(p) for p in written.values()}, "weights_sha256": weights_sha256}
+        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return {k: out_dir / p.name for k, p in written.items()}
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any] | None:
+    """``folder/export.json`` when it is an aekit export manifest (a JSON object naming its files), else None."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):  # missing, unreadable, not JSON (UnicodeDecodeError is a ValueError)
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def stale_reason(folder: str | Path, name: str, weights_sha256: str | None) -> str | None:
+    """None when ``folder/name`` is what its manifest says and came from the weights with ``weights_sha256``;
+    else why it is not to be used (one phrase)."""
+    from .fileio import sha256_file
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return f"no {MANIFEST} manifest beside it"
+    if weights_sha256 is None or manifest.get("weights_sha256") != weights_sha256:
+        return "exported from other weights than the run's model.safetensors"
+    sha = manifest.get("sha256")
+    expected = sha.get(name) if isinstance(sha, dict) else None
+    if not isinstance(expected, str) or sha256_file(Path(folder) / name) != expected:
+        return f"its sha256 is not the one in {MANIFEST}"
+    return None

@@ -63,9 +63,10 @@ def build_model(name: str, config=None, **overrides: Any):
     """Build a registered model from its preset, a config object, or overrides of the preset."""
     entry = get(name)
     cfg = config if config is not None else entry.config(**overrides)
-    check_size(name, entry.cls, cfg)
+    per_sample = check_size(name, entry.cls, cfg)
     model = entry.cls(cfg)
     model.name = name
+    model.activations_per_sample = per_sample  # for the training batch's memory check (aekit.limits.check_batch)
     return model
 
 
@@ -83,25 +84,14 @@ def model_to_dict(model) -> dict[str, Any]:
     return {"name": model.name, "config": model.config.to_dict()}
 
 
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (Linux MemAvailable; total RAM elsewhere)."""
-    import os
-
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_size(name: str, cls: type, cfg) -> None:
+def check_size(name: str, cls: type, cfg) -> int | None:
     """Refuse a config whose model cannot fit, before allocating it: the model is first built on PyTorch's
     ``meta`` device (shapes only, no memory), and its weights, gradients and two Adam moments (float32) must fit
-    in the memory available now."""
+    in the memory available now. Returns the values one sample's forward pass produces (see _activations), or
+    None when unknown."""
     import torch
+
+    from .limits import available_memory
 
     try:
         with torch.device("meta"):
@@ -115,3 +105,31 @@ def check_size(name: str, cls: type, cfg) -> None:
     if need > avail:
         raise ConfigError(f"model {name!r} has {n:,} parameters and would need {need / 2**30:.1f} GiB to train; "
                           f"{avail / 2**30:.1f} GiB is available: use smaller sizes (latent_dim, hidden_dims, filters)")
+    return _activations(probe, tuple(cfg.input_shape))
+
+
+def _activations(probe, input_shape: tuple[int, ...]) -> int | None:
+    """Values one input sample produces in a forward pass (the sum of every leaf module's outputs), measured
+    by running ``probe`` (a model on the meta device) on one meta sample: what training keeps per sample for
+    the backward pass. None when the family's forward cannot run on the meta device."""
+    import torch
+
+    total = 0
+
+    def count(_module, _inputs, out) -> None:
+        nonlocal total
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                total += t.numel()
+
+    leaves = [m for m in probe.modules() if not any(True for _ in m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.device("meta"):
+            probe.forward_batch(torch.rand(1, *input_shape), torch.zeros(1, dtype=torch.long))
+    except Exception:  # noqa: BLE001 -- an op without a meta kernel: no estimate, the batch check falls back
+        return None
+    finally:
+        for h in hooks:
+            h.remove()
+    return total

@@ -72,8 +72,10 @@ def build_report(run, figures: dict[str, bytes] | None = None, skipped: dict[str
     if eval_path.exists():
         try:
             ev = json.loads(eval_path.read_text())
+            if not isinstance(ev, dict):
+                raise ValueError("not an object")
             parts.append("<h2>Test metrics</h2>" + _table([{k: v for k, v in ev.items() if not isinstance(v, (dict, list))}]))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
             parts.append("<p>eval.json is damaged; run <code>aekit evaluate</code> again.</p>")
     rows = run.metrics()
     parts.append("<h2>Metrics per epoch</h2>" + _table(rows))

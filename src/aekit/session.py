@@ -102,11 +102,9 @@ class RunSession:
     @cached_property
     def weights_sha256(self) -> str:
         """sha256 of ``model.safetensors``: a retrained or replaced model never reuses a cached array."""
-        h = hashlib.sha256()
-        with open(self.run.path / "model.safetensors", "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        from .fileio import sha256_file
+
+        return sha256_file(self.run.path / "model.safetensors")
 
     def subset(self, n: int | None, total: int):
         """Seeded, sorted subsample of range(total) of size n (all when n is None or >= total)."""
@@ -304,6 +302,7 @@ class RunSession:
         reason = self.skip_reason(kind)
         if reason:
             raise ConfigError(f"plot {kind} does not apply to this run: {reason}")
+        _check_picture(kind, options, self.code_size)  # before any encoding: sizes come from the options alone
         return BUILDERS[kind](self, options)
 
     def report_figures(self, quick: bool = False) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -337,6 +336,27 @@ def _kind(kind: str) -> Kind:
     return KINDS[kind]
 
 
+def _check_picture(kind: str, o: dict, code_size: int) -> None:
+    """Refuse options that would draw more images than one picture holds (limits.MAX_PICTURE_IMAGES), from the
+    options alone; the kinds that draw split images (reconstruct, denoise) are checked in :func:`_pick`."""
+    from .limits import MAX_TITLED_IMAGES, require_picture
+
+    if kind == "sample":
+        require_picture(o.get("n") or 64, "plot sample --n", "use a smaller --n")
+    elif kind == "manifold" and "range" in o:
+        lo, hi = o["range"]
+        per_axis = max((hi - lo) / o.get("step", 1.0) + 1, 0.0) if o.get("step", 1.0) > 0 else 0.0
+        require_picture(per_axis * per_axis, f"a manifold grid over {lo}..{hi} in steps of {o.get('step', 1.0)}",
+                        "use a larger --step or a smaller --range")
+    elif kind == "manifold":
+        require_picture((o.get("n") or 15) ** 2, "a manifold grid of --n points per axis", "use a smaller --n")
+    elif kind == "interpolate":
+        require_picture(o.get("steps", 10) + 2, "plot interpolate --steps", "use fewer --steps", MAX_TITLED_IMAGES)
+    elif kind == "traverse" and o.get("mode", "range") == "range":
+        require_picture(o.get("steps", 9) * code_size, f"a traversal of {code_size} code dimensions",
+                        "use fewer --steps")
+
+
 # ---- one builder per KIND: (session, options) -> (Figure, numbers) -------------------------------------------
 
 def _pick(s: RunSession, o: dict, default_n: int | None):
@@ -352,9 +372,17 @@ def _pick(s: RunSession, o: dict, default_n: int | None):
         bad = [i for i in idx if not 0 <= i < total]
         if bad:
             raise ConfigError(f"index {bad[0]} is out of range: split {split!r} has images 0..{total - 1}")
+        from .limits import MAX_TITLED_IMAGES, require_picture
+
+        require_picture(2 * len(idx), "--indices", "give fewer image numbers", MAX_TITLED_IMAGES)
         return split, np.asarray(idx)
     n = o.get("n", default_n)
-    return split, np.arange(total if n is None else min(n, total))
+    idx = np.arange(total if n is None else min(n, total))
+    from .limits import MAX_TITLED_IMAGES, require_picture
+
+    require_picture(2 * len(idx), f"{len(idx)} images of split {split!r} with their outputs", "use a smaller --n or --indices",
+                    MAX_TITLED_IMAGES)
+    return split, idx
 
 
 def _index(o: dict, key: str, default: int, total: int, split: str) -> int:
@@ -464,9 +492,7 @@ def _manifold(s: RunSession, o: dict):
     if "range" in o:
         if "n" in o:
             raise ConfigError("give either --range LO HI [--step S] or --n (points per axis), not both")
-        xs = ys = axis_values(o["range"][0], o["range"][1], o.get("step", 1.0))
-        if len(xs) > 60:
-            raise ConfigError(f"the grid would be {len(xs)} x {len(xs)} images; use a larger --step")
+        xs = ys = axis_values(o["range"][0], o["range"][1], o.get("step", 1.0))  # size checked in _check_picture
     else:
         n = o.get("n", 15) or 15
         if s.model.has_prior:  # a flat code's prior is N(0, I): quantiles of N(0, 1) give each cell equal mass

@@ -35,7 +35,7 @@ def add_commands(sub) -> None:
     _input_options(p, "test")
     p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"), help="recon: MSE; elbo/nll: VAEs")
     p.add_argument("--samples", type=c.positive_int, default=10, help="posterior samples for elbo / nll")
-    p.add_argument("--contamination", type=float, default=0.1, help="expected share of anomalies in the train split")
+    p.add_argument("--contamination", type=c.finite_float, default=0.1, help="expected share of anomalies in the train split")
     p.add_argument("--out", default="scores.csv", help="CSV: index, label, score, is_anomaly")
     p.set_defaults(func=cmd_anomaly)
 
@@ -48,14 +48,14 @@ def add_commands(sub) -> None:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model", default=None, help="default conv-ae (one-class); ae,vae (odds: a comma list)")
-    p.add_argument("--epochs", type=int, default=None, help="default 5 (one-class); 30 (odds)")
-    p.add_argument("--latent-dim", type=int, default=None, help="default 32 (one-class); half the features, 1..16 (odds)")
+    p.add_argument("--epochs", type=c.positive_int, default=None, help="default 5 (one-class); 30 (odds)")
+    p.add_argument("--latent-dim", type=c.positive_int, default=None, help="default 32 (one-class); half the features, 1..16 (odds)")
     p.add_argument("--seeds", type=c.positive_int, default=3, help="odds: train/test splits (seeds 0..N-1)")
     p.add_argument("--batch-size", type=c.positive_int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=c.positive_float, default=1e-3)
     p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"))
     p.add_argument("--classes", type=c.int_list, default=None, metavar="0,1,...", help="default: every class")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=c.nonneg_int, default=0)
     p.add_argument("--runs", default=None, metavar="DIR", help="keep the per-class run folders here")
     p.add_argument("--out", default=None, metavar="JSON", help="write the results as JSON")
     p.add_argument("--markdown", default=None, metavar="MD", help="write the table as markdown")
@@ -64,7 +64,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("encode", help="codes of data under a run's encoder, streamed to .npy/.npz/.parquet",
                        description="Encode data batch by batch. A uint8 .npy input is memory-mapped and never read "
                                    "whole; a float .npy is converted to uint8 (a quarter of its size) a chunk at a "
-                                   "time; .npy codes are written through a memory map.")
+                                   "time; .npy codes are appended batch by batch after a check that the disk has "
+                                   "room, to a hidden temporary file renamed at the end.")
     _input_options(p, "all")
     p.add_argument("--out", required=True, help="codes.npy | codes.npz (codes + labels) | codes.parquet")
     p.add_argument("--backend", default="auto", choices=("torch", "onnx", "auto"),
@@ -77,17 +78,21 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="a folder (PNG files) or a .npy file (uint8 N x C x H x W)")
     p.add_argument("--noise", default=None, help="corrupt the input first (gaussian:0.5 | saltpepper:0.1 | mask:0.3)")
     p.add_argument("--save-input", action="store_true", help="PNG mode: also write the (noisy) inputs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=c.nonneg_int, default=0)
     p.set_defaults(func=cmd_denoise)
 
-    p = sub.add_parser("export", help="write encoder and decoder as ONNX (or TorchScript) files")
+    p = sub.add_parser("export", help="write encoder and decoder as ONNX (or TorchScript) files",
+                       description="Write encoder and decoder, with export.json (each file's sha256 and the sha256 of "
+                                   "the weights they came from), into a new folder that replaces --out whole in one "
+                                   "rename: a reader finds the old pair or the new one, never a mix.")
     p.add_argument("run", help="run folder")
     p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
-    p.add_argument("--out", default=None, metavar="DIR", help="default RUN/export")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="a new or empty folder, or an earlier export (replaced); default RUN/export")
     p.set_defaults(func=cmd_export)
 
 
-def _load(args, run):
+def _load(args, run, lazy: bool = False):
     from ..apply import load_input
     from ..data.tables import is_table_record, load_for_run
 
@@ -110,7 +115,8 @@ def _load(args, run):
         data = load_input(spec, run.model.input_shape, **opts)
     if args.split is None:  # a file of the user's own is scored whole; the run's data by its held-out split
         args.split = "all" if args.data is not None else args.split_default
-    images, labels = data.split(args.split)
+    # lazy: a consumer that only slices (encode) lets data kept on disk (a pack) read a slice at a time
+    images, labels = data.split_lazy(args.split) if lazy else data.split(args.split)
     if len(images) == 0:
         raise DataError(f"split {args.split!r} of {data.name} is empty; use --split all")
     return data, images, labels
@@ -201,7 +207,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.out}: unknown output format {suffix or '(none)'}; use {', '.join(CODE_FORMATS)}")
     c.check_output_path(args.out, "--out")
     run = c.load_run(args.run)
-    data, images, labels = _load(args, run)
+    data, images, labels = _load(args, run, lazy=True)
     bs = args.batch_size or 4096
     enc = make_encoder(run.model, args.backend, run.path, probe=images[:min(bs, 512)], total=len(images))
     t = time.perf_counter()
@@ -244,18 +250,26 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export
+    from ..export import MANIFEST, export, read_manifest
+    from ..fileio import sha256_file
+    from ..train.runs import WEIGHTS
 
+    out = Path(args.out) if args.out else Path(args.run) / "export"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the exported files")
+    if args.out and out.is_dir() and any(out.iterdir()) and read_manifest(out) is None:
+        raise ConfigError(f"--out {out} holds other files (no aekit {MANIFEST}); an export replaces its folder "
+                          "whole: give a new or empty folder")
+    weights = Path(args.run) / WEIGHTS
+    # hashed before loading: weights replaced in between then look newer than the export, never the reverse
+    weights_sha = sha256_file(weights) if weights.is_file() else None
     run = c.load_run(args.run)
-    out = Path(args.out) if args.out else run.path / "export"
-    paths = export(run.model, out, args.format)
     code = ", ".join(map(str, run.model.code_shape))
-    info = {"run": str(run.path), "model": run.model_name, "format": args.format,
-            "input_shape": list(run.model.input_shape), "code_shape": list(run.model.code_shape),
-            "latent_dim": run.model.latent_dim, "files": {k: p.name for k, p in paths.items()},
+    info = {"run": str(run.path), "model": run.model_name, "input_shape": list(run.model.input_shape),
+            "code_shape": list(run.model.code_shape), "latent_dim": run.model.latent_dim,
             "encoder": f"images float32 (B, C, H, W) in [0, 1] -> codes (B, {code}) (the model's encode)",
             "decoder": f"codes (B, {code}) -> images float32 (B, C, H, W) in [0, 1]"}
-    c.write_json(out / "export.json", info)
+    paths = export(run.model, out, args.format, weights_sha256=weights_sha, info=info)
     for k, p in paths.items():
         print(f"{k}: {p}")
     return 0

@@ -164,6 +164,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     load_opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data_opts.items() if k != "spec" and v is not None}
     data = load_data(data_opts["spec"], **load_opts)
     if model_spec is not None:
+        import torch
+
+        torch.manual_seed(cfg.seed)  # a resume that starts over (no checkpoint yet) starts from the same weights
         model = model_from_dict(model_spec)
     else:
         entry = get(opts["model"])

@@ -18,7 +18,9 @@ def add_commands(sub) -> None:
                                    "a flat code, a code-grid editor for discrete codes, random samples from a "
                                    "prior. Binds 127.0.0.1 unless --host says otherwise.")
     p.add_argument("run", help="run folder")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default 127.0.0.1: this machine only; '', '*', 0.0.0.0 and :: bind every "
+                        "interface, with a warning)")
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     p.add_argument("--open", action="store_true", help="open the page in the default web browser")
     p.add_argument("--projection", choices=("pca", "tsne"), default="pca",
@@ -27,8 +29,51 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def warn_exposed(host: str) -> None:
+    """The one warning for a --host other machines can reach (there is no authentication)."""
+    from ..serve.app import is_every_interface
+
+    if is_every_interface(host):
+        where = (f"--host {host!r} is not loopback: it binds every interface, like 0.0.0.0; anyone who can reach "
+                 "this machine")
+    else:
+        where = f"--host {host} is not loopback: anyone who can reach this machine on that address"
+    print(f"aekit: warning: {where} can use the explorer (there is no authentication)", file=sys.stderr, flush=True)
+
+
+def listen(host: str, port: int):
+    """A bound TCP socket for ``host:port``. The wildcard spellings ('', '*', 0.0.0.0, '::') bind every
+    interface alike ('*' is not an address to the C library: it is made 0.0.0.0 here, as '' already is)."""
+    import errno
     import socket
+
+    from ..serve.app import host_address
+
+    addr = host_address(host)
+    name = str(addr) if addr is not None else host.strip("[]")
+    family = socket.AF_INET6 if addr is not None and addr.version == 6 else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:  # an IPv6 address on a machine without IPv6
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --host") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Linux hands TCP_NODELAY on to accepted connections; without it uvicorn's separate header and body writes
+    # meet the client's delayed ACK (Nagle) and every response waits ~40 ms (measured: 44 ms -> 1.5 ms)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((name, port))
+    except OSError as exc:
+        sock.close()
+        bad_host = isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+        raise ConfigError(f"cannot listen on {host or repr(host)}:{port} ({exc.strerror or exc}); pick another "
+                          f"{'--host' if bad_host else '--port'}") from None
+    # listening now: a browser that opens the printed URL before uvicorn runs waits in the backlog, not refused
+    sock.listen(2048)
+    return sock
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
 
     from ..serve.app import create_app, is_loopback
     from ..train import load_run
@@ -37,27 +82,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     loopback = is_loopback(args.host)
     if not loopback:
-        print(f"aekit: warning: --host {args.host} is not loopback: anyone who can reach this machine on that "
-              "address can use the explorer (there is no authentication)", file=sys.stderr, flush=True)
+        warn_exposed(args.host)
     # bind first: a busy port is reported before the (slower) precomputation, and port 0 gets a real number
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Linux hands TCP_NODELAY on to accepted connections; without it uvicorn's separate header and body writes
-    # meet the client's delayed ACK (Nagle) and every response waits ~40 ms (measured: 44 ms -> 1.5 ms)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = listen(args.host, args.port)
+    bound, port = sock.getsockname()[:2]
+    bound = ipaddress.ip_address(bound)
+    if loopback and not bound.is_loopback:  # a name that resolved elsewhere: the address bound is what counts
+        loopback = False
+        warn_exposed(args.host)
     try:
-        sock.bind((args.host.strip("[]"), args.port))
-    except OSError as exc:
+        run = load_run(args.run)
+        t0 = time.perf_counter()
+        hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None  # loopback: refuse DNS rebinding
+        app = create_app(run, projection=args.projection, use_cache=args.cache, allowed_hosts=hosts)
+    except BaseException:
         sock.close()
-        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
-    port = sock.getsockname()[1]
-
-    run = load_run(args.run)
-    t0 = time.perf_counter()
-    hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None  # loopback: refuse DNS-rebinding hosts
-    app = create_app(run, projection=args.projection, use_cache=args.cache, allowed_hosts=hosts)
-    host = args.host.strip("[]")
+        raise
+    # every interface: print the address this machine reaches it by (browsers refuse http://0.0.0.0/)
+    host = ("::1" if bound.version == 6 else "127.0.0.1") if bound.is_unspecified else args.host.strip("[]")
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     print(f"explorer for {run.path} ({run.model_name}) ready in {time.perf_counter() - t0:.2f} s: {url}", flush=True)
     print("press Ctrl+C to stop", flush=True)

@@ -14,7 +14,7 @@ from aekit.data.load import (DATA_DIR_ENV, DEFAULT_DATA_DIR, default_data_dir, l
 from aekit.data.sources import Raw, Request, get_source, list_sources, source, spec_help, unregister
 
 # The built-in sources: importing a file registers the sources it defines.
-from aekit.data import mnist, digits, quickdraw, folder, idx, arrays, tables  # noqa: E402,F401  isort: skip
+from aekit.data import mnist, digits, quickdraw, folder, idx, arrays, tables, packed  # noqa: E402,F401  isort: skip
 
 _LAZY = {"ImageData": "base", "TableData": "base", "to_float": "base", "Noise": "noise", "parse_noise": "noise"}
 

@@ -156,10 +156,22 @@ def check_labels(y: np.ndarray | None, n: int, what: str) -> np.ndarray:
     return y
 
 
-def digit_names(y: np.ndarray) -> list[str]:
-    """Class names "0".."max label" for integer labels; none when no label is known."""
-    top = int(y.max()) if y.size else -1
-    return [str(i) for i in range(top + 1)]
+DENSE_UP_TO = 1000  # integer labels up to this keep their values ("0".."max"); sparser ones are renumbered
+
+
+def dense_labels(y: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Integer labels (-1 unknown) and their class names. Labels 0..max (max < DENSE_UP_TO) keep their values and
+    are named "0".."max"; larger or sparse values (a label of 10**12) are renumbered 0..K-1 in sorted order, named
+    by their original values, so nothing downstream (legends, one-hots, counts) sizes itself by the largest label."""
+    known = y[y >= 0]
+    if known.size == 0:
+        return y, []
+    top = int(known.max())
+    if top < DENSE_UP_TO:
+        return y, [str(i) for i in range(top + 1)]
+    values = np.unique(known)
+    dense = np.where(y >= 0, np.searchsorted(values, y), -1).astype(np.int64)
+    return dense, [str(int(v)) for v in values]
 
 
 def _np_error(path: Path, e: Exception) -> DataError:
@@ -200,6 +212,29 @@ def open_npz(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
         raise _np_error(path, e) from None
 
 
+def npz_member(z: np.lib.npyio.NpzFile, key: str, what: str) -> np.ndarray:
+    """``z[key]`` after checking its .npy header: the array it declares must be what the member holds (a
+    header may declare 50 GB over a few bytes) and must fit in memory, before numpy allocates it."""
+    from aekit.limits import gib, require_memory
+
+    name = key if key in z.zip.namelist() else f"{key}.npy"
+    info = z.zip.getinfo(name)
+    with z.zip.open(name) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            header = read(f)  # (shape, fortran_order, dtype)
+        except (ValueError, OSError, EOFError, TypeError) as e:
+            raise DataError(f"{what}[{key}]: not a NumPy array ({e}); check the file is a complete .npz") from None
+    shape, _, dtype = header
+    declared = float(np.prod([float(d) for d in shape])) * dtype.itemsize
+    if declared > info.file_size:
+        raise DataError(f"{what}[{key}]: its header declares a {'x'.join(map(str, shape))} {dtype} array ({gib(declared)}) "
+                        f"but the member holds {gib(info.file_size)}; the file is damaged or forged")
+    require_memory(declared, f"{what}[{key}]", "use a smaller data set (or a .npy file, which is memory-mapped)", DataError)
+    return z[key]
+
+
 def load_npz(path: Path, shape=None) -> Raw:
     """An .npz with images under x / images / x_train, optional labels y / labels / y_train, and an
     optional own test split x_test (+ y_test), which is kept as test."""
@@ -212,11 +247,11 @@ def load_npz(path: Path, shape=None) -> Raw:
                 f"expected one of the keys {', '.join(X_KEYS)} (has: {', '.join(z.files) or 'none'})"
             )
         yk = _first(z, Y_KEYS)
-        x = z[xk]
-        y = z[yk] if yk else None
-        xt = z["x_test"] if "x_test" in z.files else None
-        yt = z["y_test"] if "y_test" in z.files else None
-        names = [str(s) for s in z["class_names"]] if "class_names" in z.files else None
+        x = npz_member(z, xk, what)
+        y = npz_member(z, yk, what) if yk else None
+        xt = npz_member(z, "x_test", what) if "x_test" in z.files else None
+        yt = npz_member(z, "y_test", what) if "y_test" in z.files else None
+        names = [str(s) for s in npz_member(z, "class_names", what)] if "class_names" in z.files else None
     x = as_images(x, f"{what}[{xk}]", shape)
     y = check_labels(y, len(x), f"{what}[{yk}]")
     test = None
@@ -236,7 +271,7 @@ def load_npz(path: Path, shape=None) -> Raw:
         x = np.concatenate([x, xt])
         y = np.concatenate([y, yt])
     if names is None:
-        names = digit_names(y)
+        y, names = dense_labels(y)
     elif y.size and y.max() >= len(names):
         raise DataError(f"{what}: label {int(y.max())} has no entry in class_names ({len(names)} names)")
     return Raw(x, y, names, test)
@@ -284,6 +319,8 @@ def load_csv(path: Path, shape=None) -> Raw:
                     col = repr(header[i]) if header else str(i + 1)
                     raise DataError(f"{what}: row {line}, column {col}: {r[i]!r} is not a finite number")
     lo, hi = float(values.min()), float(values.max())
+    if not np.isfinite(hi - lo):  # +-1e308 cells: the span overflows and every pixel would be NaN
+        raise DataError(f"{what}: values span {lo:g}..{hi:g}, wider than a float can scale; rescale the table first")
     scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
     x = np.rint(scaled * 255.0).astype(np.uint8)
     x = as_images(x, what, shape if shape is not None else (1, 1, len(cols)))
@@ -293,8 +330,7 @@ def load_csv(path: Path, shape=None) -> Raw:
     else:
         raw = [r[label_col].strip() for _, r in lines]
         if all(_is_int(v) for v in raw):
-            y = check_labels(np.array([int(v) for v in raw], dtype=np.int64), len(x), what)
-            names = digit_names(y)
+            y, names = dense_labels(check_labels(np.array([int(v) for v in raw], dtype=np.int64), len(x), what))
         else:
             names = sorted(set(raw))  # text labels: classes in sorted order
             index = {v: i for i, v in enumerate(names)}

@@ -65,6 +65,11 @@ class ImageData:
             return self.images, self.labels
         return self.images[idx], self.labels[idx]
 
+    def split_lazy(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of one split for a consumer that only slices it (``aekit encode``): here the tensors
+        of :meth:`split`; data kept on disk (a pack, ``aekit.data.shards``) reads each slice when it is taken."""
+        return self.split(name)
+
     def batches(
         self,
         split: str,

@@ -8,17 +8,9 @@ import urllib.request
 from pathlib import Path
 
 from aekit.errors import DataError
-from aekit.fileio import atomic_path
+from aekit.fileio import atomic_path, sha256_file  # noqa: F401 — sha256_file: the sources' import of the one copy
 
 _CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(url: str, dest: Path, sha256: str | None, *, timeout: float = 60.0) -> Path:

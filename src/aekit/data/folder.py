@@ -51,6 +51,8 @@ def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels:
                 if decode:
                     img.load()  # decode now, so a truncated file fails here, with its name
                 return img
+        except Image.DecompressionBombError as e:  # Pillow's guard against a small file that decodes to gigabytes
+            raise DataError(f"image {path} is too large to decode safely ({e}); shrink or remove the file") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             raise DataError(f"cannot read image {path}: {e}; fix or remove the file") from None
 
@@ -62,6 +64,11 @@ def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels:
     else:
         h, w = image_size
     mode = "L" if channels == 1 else "RGB"
+    from aekit.limits import require_memory
+
+    fix = "pass --image-size H[xW] to read them smaller" if image_size is None else "use a smaller --image-size"
+    require_memory(float(len(files)) * channels * h * w, f"{len(files)} images of {channels}x{h}x{w} ({files[0].name} sets the size)"
+                   if image_size is None else f"{len(files)} images of {channels}x{h}x{w}", fix, DataError)
     out = np.empty((len(files), channels, h, w), dtype=np.uint8)
     for i, f in enumerate(files):
         img = open_image(f).convert(mode)  # RGBA/LA: alpha dropped; palette images expanded

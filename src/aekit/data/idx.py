@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aekit.data.arrays import digit_names
+from aekit.data.arrays import dense_labels
 from aekit.data.sources import Raw, Request, source
 from aekit.errors import DataError
 
@@ -102,7 +102,9 @@ def assemble(x_train, y_train, x_test, y_test, class_names: list[str] | None, wh
     images = np.concatenate([x_train, x_test])[:, None]  # (N, 1, H, W)
     labels = np.concatenate([y_train, y_test]).astype(np.int64)
     test = np.arange(len(x_train), len(images))
-    return Raw(images, labels, list(class_names) if class_names is not None else digit_names(labels), test)
+    if class_names is None:
+        labels, class_names = dense_labels(labels)
+    return Raw(images, labels, list(class_names), test)
 
 
 # ---- the idx path source ---------------------------------------------------------------------------
@@ -146,4 +148,5 @@ def load_idx(req: Request) -> Raw:
     if len(x) == 0:
         raise DataError(f"{path}: contains no images")
     # A copy: np.frombuffer arrays are read-only, and torch.from_numpy warns on those.
-    return Raw(x[:, None].copy(), y, digit_names(y) if lbl is not None else [])  # (N, 1, H, W)
+    y, names = dense_labels(y) if lbl is not None else (y, [])
+    return Raw(x[:, None].copy(), y, names)  # (N, 1, H, W)

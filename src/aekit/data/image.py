@@ -27,9 +27,13 @@ def resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize every image to (H, W) with Pillow's bilinear filter, which antialiases when shrinking."""
     from PIL import Image
 
+    from aekit.limits import require_memory
+
     h, w = size
     if x.shape[2:] == (h, w):
         return x
+    require_memory(float(len(x)) * x.shape[1] * h * w, f"{len(x)} images resized to {h}x{w}", "use a smaller --image-size",
+                   DataError)
     out = np.empty((len(x), x.shape[1], h, w), dtype=np.uint8)
     for i, img in enumerate(x):
         for c in range(x.shape[1]):  # one "L" image per channel keeps any channel count exact
@@ -44,6 +48,9 @@ def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
     if c == channels:
         return x
     if c == 1 and channels == 3:
+        from aekit.limits import require_memory
+
+        require_memory(3.0 * x.size, f"{len(x)} images converted to 3 channels", "keep them gray (--channels 1)", DataError)
         return np.repeat(x, 3, axis=1)
     if c == 3 and channels == 1:
         weights = np.array([299, 587, 114], dtype=np.uint32).reshape(1, 3, 1, 1)

@@ -69,19 +69,11 @@ def load_data(
     converts. `options` are the source's own (mnist: download; quickdraw: max_per_class; arrays: shape);
     one it does not take is a ConfigError naming it and the source. None means "not given".
     """
-    if isinstance(spec, os.PathLike):
-        spec = os.fspath(spec)
-    if not isinstance(spec, str) or not spec.strip():
-        raise DataError(f"data spec must be a non-empty string, got {spec!r}; use {spec_help()}")
-    spec = spec.strip()
+    spec = _check_spec(spec)
     _check_args(val_fraction, seed, max_train_samples)
     size = image.check_size(image_size) if image_size is not None else None
     chans = image.check_channels(channels) if channels is not None else None
-    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-
-    src, argument, path = resolve(spec)
-    request = Request(spec, argument, path, root, int(seed), size, chans, src.make_options(options))
-    raw = src.load(request)
+    raw = read_source(spec, data_dir=data_dir, seed=seed, image_size=size, channels=chans, **options)
     x = raw.images
     if len(x) == 0:
         raise DataError(f"data set {spec!r} is empty")
@@ -108,6 +100,34 @@ def load_data(
         splits={k: torch.from_numpy(v) for k, v in splits.items()},
         name=spec,
     )
+
+
+def read_source(
+    spec: str | os.PathLike,
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    **options: Any,
+) -> sources.Raw:
+    """What a spec's source reads, before load_data resizes, converts and splits it: images in the source's
+    order (maybe a memmap), labels, class names and the source's own test split (``aekit pack`` writes this).
+    ``image_size``/``channels`` are only offered to the source (a folder reads at that size)."""
+    spec = _check_spec(spec)
+    size = image.check_size(image_size) if image_size is not None else None
+    chans = image.check_channels(channels) if channels is not None else None
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    src, argument, path = resolve(spec)
+    return src.load(Request(spec, argument, path, root, int(seed), size, chans, src.make_options(options)))
+
+
+def _check_spec(spec) -> str:
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"data spec must be a non-empty string, got {spec!r}; use {spec_help()}")
+    return spec.strip()
 
 
 def _check_args(val_fraction, seed, max_train_samples) -> None:

@@ -214,11 +214,15 @@ def from_array(x: Any, what: str = "X", features: list[str] | None = None) -> Ta
 
 
 def read_npy(path: Path) -> Table:
+    from aekit.limits import require_memory
+
     try:
-        a = np.load(path, allow_pickle=False)
+        # memory-mapped first: a header that declares more than the file holds fails here, before any allocation
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise DataError(f"cannot read {path}: {type(e).__name__}: {e}; check the file is a complete NumPy file") from None
-    return from_array(a, str(path))
+    require_memory(8.0 * a.size, f"{path} as float64 values", "use a smaller table", DataError)
+    return from_array(np.array(a), str(path))
 
 
 def read_parquet(path: Path, label_column: str | None = None) -> Table:
@@ -402,7 +406,7 @@ class Scaler:
 
 def labels_of(t: Table) -> tuple[np.ndarray, list[str]]:
     """int64 labels (-1 unknown) and class names from the label column: integers as they are, text sorted."""
-    from aekit.data.arrays import check_labels, digit_names
+    from aekit.data.arrays import check_labels, dense_labels
 
     n = len(t.values)
     if t.labels is None:
@@ -413,7 +417,7 @@ def labels_of(t: Table) -> tuple[np.ndarray, list[str]]:
             y = check_labels(np.asarray([int(float(v)) for v in raw.tolist()], dtype=np.int64), n, t.what)
         except (TypeError, ValueError):
             raise DataError(f"{t.what}: the label column {t.label_column!r} has missing or non-numeric values") from None
-        return y, digit_names(y)
+        return dense_labels(y)
     names = sorted({str(v).strip() for v in raw.tolist()})
     index = {v: i for i, v in enumerate(names)}
     return np.array([index[str(v).strip()] for v in raw.tolist()], dtype=np.int64), names

@@ -187,7 +187,7 @@ class Autoencoder(Trainable):
     def prepare_data(self, data) -> None:
         """A conditional model needs labels: a source without any is a DataError (nothing is written)."""
         if self.capabilities.conditional:
-            labels = data.split("train")[1]
+            labels = data.labels[data.splits["train"]]  # labels only: packed images stay on disk
             if not bool((labels >= 0).any()):
                 raise DataError(f"{self.name} is conditional and needs labelled data; {data.name} has no labels "
                                 "(use a labelled source such as mnist, digits or a class-folder dataset)")

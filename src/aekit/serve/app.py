@@ -5,12 +5,17 @@ The session loads the run, encodes the test set, projects it to the 2-D map and 
 requests, places new codes on the map and speaks JSON/PNG. What the page offers follows the model's declared
 capabilities (``model.skip_reason``): sliders for a flat code, a code-grid editor for a discrete one, random
 samples from a prior (or the reason there are none); morphing and arithmetic run in ``encode_pre`` space.
+
+Model calls and image coding run in worker threads, at most ``compute_slots`` at once (:func:`create_app`), so
+the event loop keeps answering the page, ``/api/info`` and static files while they run; a request that finds
+every slot taken waits ``busy_wait`` seconds at most, then gets 503 instead of queueing without bound.
 """
 
 
 import json
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +32,8 @@ MAX_ABS_Z = 1e3
 UPLOAD_FORMATS = ("PNG", "JPEG", "GIF")
 MAX_POINTS = 5000  # test images on the map (a seeded subset of larger test sets)
 MAX_RANGE_POINTS = 2000  # training codes that set the slider ranges
+COMPUTE_SLOTS = 2  # model calls at once: each already uses torch's intra-op threads, more would only contend
+BUSY_WAIT_S = 5.0  # how long a request waits for a free slot before it is answered 503
 FEATURES = ("flat", "plane", "prior", "discrete")  # the model features the page asks about
 
 
@@ -57,6 +64,8 @@ class Explorer:
     projection: str  # "identity" (a 2-D plane code), "pca" or "tsne"
     affine: np.ndarray | None  # (code_size + 1, 2) codes -> map, exact for identity/PCA; None for t-SNE
     startup_s: float = 0.0
+    # RunSession's caches are plain dicts: the one lazy session read (pre_codes) is computed under this lock
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def model(self):
@@ -73,7 +82,8 @@ class Explorer:
     @cached_property
     def pre_codes(self) -> np.ndarray:
         """(N, code_size) codes before quantisation: the space to morph and do arithmetic in."""
-        return self.session.flat("test", pre=True)
+        with self.lock:
+            return self.session.flat("test", pre=True)
 
     @cached_property
     def class_means(self) -> dict[str, np.ndarray]:
@@ -201,9 +211,13 @@ def read_upload(raw: bytes, shape: tuple[int, int, int], invert: bool = False) -
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         bg = Image.new("RGBA", img.size, (0, 0, 0, 255))  # transparent -> black, the background of MNIST-like data
         img = Image.alpha_composite(bg, img.convert("RGBA"))
-    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)[None]  # (1, 3, h, w)
     c, h, w = shape
-    x = resize(convert_channels(rgb, c if c in (1, 3) else 1), (h, w))
+    if img.mode == "L" and c != 3:  # gray already: the RGB round trip gives the same plane (1.7 s at 4096x4096)
+        x = np.array(img, dtype=np.uint8)[None, None]  # (1, 1, h, w), a writable copy (torch warns on read-only)
+    else:
+        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)[None]  # (1, 3, h, w)
+        x = convert_channels(rgb, c if c in (1, 3) else 1)
+    x = resize(x, (h, w))
     if invert:
         x = 255 - x
     return np.ascontiguousarray(x)
@@ -226,9 +240,13 @@ def sample_note(model) -> str:
 
 
 def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_cache: bool = True,
-               allowed_hosts: list[str] | None = None):
+               allowed_hosts: list[str] | None = None, compute_slots: int = COMPUTE_SLOTS,
+               busy_wait: float = BUSY_WAIT_S):
     """A FastAPI app exploring ``run`` (an ``aekit.train.Run``). ``allowed_hosts`` guards against DNS
-    rebinding when set (the CLI sets it to the loopback names)."""
+    rebinding when set (the CLI sets it to the loopback names). At most ``compute_slots`` requests run model
+    calls or decode images at once, in worker threads; one more waits up to ``busy_wait`` seconds, then is
+    answered 503."""
+    import anyio
     from fastapi import FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -238,6 +256,10 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     from ..fileio import png_bytes
 
+    if compute_slots < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"compute_slots must be >= 1, got {compute_slots}", param="compute_slots")
     ex = build_explorer(run, projection=projection, max_points=max_points, use_cache=use_cache)
     model = ex.model
     n, size = len(ex.codes), int(model.code_size)
@@ -257,6 +279,8 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     app = FastAPI(title="aekit explorer", docs_url=None, redoc_url=None)  # the docs pages load a CDN: off
     app.state.explorer = ex
+    limiter = anyio.CapacityLimiter(compute_slots)
+    app.state.compute_limiter = limiter
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     if allowed_hosts:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -265,7 +289,8 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -286,6 +311,32 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     def png(img: np.ndarray) -> Response:
         return Response(png_bytes(img), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    def in_inference(fn, *args):
+        import torch
+
+        with torch.inference_mode():  # thread-local, so set in the worker thread itself; no autograd state kept
+            return fn(*args)
+
+    async def compute(fn, *args):
+        """``fn(*args)`` in a worker thread once one of the ``compute_slots`` is free: the event loop stays free
+        for cheap requests. Every slot still taken after ``busy_wait`` s: 503 with one JSON line (the page shows
+        it in its status line; the next slider move asks again)."""
+        try:
+            limiter.acquire_nowait()
+            acquired = True
+        except anyio.WouldBlock:  # every slot taken: wait a little (busy_wait 0: not at all)
+            acquired = False
+            with anyio.move_on_after(busy_wait):
+                await limiter.acquire()
+                acquired = True
+        if not acquired:
+            raise RequestError(503, f"busy: {compute_slots} requests are already computing; try again in a moment")
+        try:
+            # not abandoned on a client disconnect: the slot stays taken until the thread's work is really done
+            return await anyio.to_thread.run_sync(in_inference, fn, *args)
+        finally:
+            limiter.release()
 
     def test_index(i: int) -> int:
         if not 0 <= i < n:
@@ -344,31 +395,37 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     # -- JSON / PNG API --------------------------------------------------------------------------
+    # /api/info and /api/map never change: rendered once here, so answering them costs the event loop nothing
+    info_body = json.dumps({
+        "model": model.name, "run": Path(ex.session.run.path).name, "latent_dim": int(model.latent_dim),
+        "code_shape": list(model.code_shape), "code_size": size, "features": features,
+        "panels": {"sliders": features["flat"], "grid": features["discrete"], "sample": note or None},
+        "codebook": codebook, "shape": list(ex.shape), "class_names": ex.class_names,
+        "has_prior": bool(model.has_prior), "sample_note": note,
+        "ranges": {"lo": ex.lo.tolist(), "hi": ex.hi.tolist()}, "n_points": n, "projection": ex.projection,
+        "map_is_latent": ex.projection == "identity",
+        "error": {"median": float(np.median(ex.errors)), "p95": float(np.percentile(ex.errors, 95))},
+        "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS, "max_abs_z": MAX_ABS_Z,
+                   "compute_slots": compute_slots},
+        "startup_s": round(ex.startup_s, 3),
+    }, allow_nan=False)
+    lo, hi = ex.xy.min(0), ex.xy.max(0)
+    map_body = json.dumps({"x": np.round(ex.xy[:, 0], 4).tolist(), "y": np.round(ex.xy[:, 1], 4).tolist(),
+                           "label": ex.labels.tolist(),
+                           "bounds": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])]}, allow_nan=False)
+
     @app.get("/api/info")
     async def info():
-        return {
-            "model": model.name, "run": Path(ex.session.run.path).name, "latent_dim": int(model.latent_dim),
-            "code_shape": list(model.code_shape), "code_size": size, "features": features,
-            "panels": {"sliders": features["flat"], "grid": features["discrete"], "sample": note or None},
-            "codebook": codebook, "shape": list(ex.shape), "class_names": ex.class_names,
-            "has_prior": bool(model.has_prior), "sample_note": note,
-            "ranges": {"lo": ex.lo.tolist(), "hi": ex.hi.tolist()}, "n_points": n, "projection": ex.projection,
-            "map_is_latent": ex.projection == "identity",
-            "error": {"median": float(np.median(ex.errors)), "p95": float(np.percentile(ex.errors, 95))},
-            "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS, "max_abs_z": MAX_ABS_Z},
-            "startup_s": round(ex.startup_s, 3),
-        }
+        return Response(info_body, media_type="application/json")
 
     @app.get("/api/map")
     async def map_points():
-        lo, hi = ex.xy.min(0), ex.xy.max(0)
-        return {"x": np.round(ex.xy[:, 0], 4).tolist(), "y": np.round(ex.xy[:, 1], 4).tolist(),
-                "label": ex.labels.tolist(), "bounds": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])]}
+        return Response(map_body, media_type="application/json")
 
     @app.post("/api/decode")
     async def decode(body: CodeIn):
         z = check_code(body.z, size)
-        return png(ex.decode(z[None])[0])
+        return await compute(lambda: png(ex.decode(z[None])[0]))
 
     @app.post("/api/decode_indices")
     async def decode_indices(body: IndicesIn):
@@ -381,33 +438,37 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
             idx = check_grid(body.indices, tuple(codebook["grid"]), codebook["size"])
         except ConfigError as exc:
             raise RequestError(422, str(exc)) from None
-        return png(ex.decode_indices(idx))
+        return await compute(lambda: png(ex.decode_indices(idx)))
 
     @app.get("/api/test/{i}")
     async def test_item(i: int):
         i = test_index(i)
+        grid = await compute(grid_of, ex.images[i]) if discrete else None  # an encoder pass: a compute slot
         return {"index": i, "label": int(ex.labels[i]), "label_name": _label(i), "z": ex.codes[i].tolist(),
-                "xy": ex.xy[i].tolist(), "error": float(ex.errors[i]), "indices": grid_of(ex.images[i])}
+                "xy": ex.xy[i].tolist(), "error": float(ex.errors[i]), "indices": grid}
 
     @app.get("/api/test/{i}/image.png")
-    async def test_image(i: int):
+    def test_image(i: int):  # a plain def: PNG coding runs in Starlette's thread pool (no model call, no slot)
         return png(ex.images[test_index(i)])
 
     @app.get("/api/test/{i}/recon.png")
     async def test_recon(i: int):
-        return png(ex.decode(ex.codes[test_index(i)][None])[0])
+        i = test_index(i)
+        return await compute(lambda: png(ex.decode(ex.codes[i][None])[0]))
 
-    @app.get("/api/sample")
-    async def sample(seed: int = Query(0, ge=0, lt=2**31)):
-        if note:
-            raise RequestError(409, note)
+    def _sample(seed: int) -> dict:
         image = ex.session.prior_samples(1, seed=seed)[0]  # (C, H, W) in [0, 1]
         # the sample's own code (its encoding), so the sliders or the grid editor can take it from here
         z = ex.encode(image[None])[0]
         return {"z": z.tolist(), "xy": ex.place(z).tolist(), "image": data_url(image), "indices": grid_of(image)}
 
-    @app.post("/api/morph")
-    async def morph(body: MorphIn):
+    @app.get("/api/sample")
+    async def sample(seed: int = Query(0, ge=0, lt=2**31)):
+        if note:
+            raise RequestError(409, note)
+        return await compute(_sample, seed)
+
+    def _morph(body: MorphIn) -> dict:
         from ..explore import interpolate
 
         za, img_a, cap_a = resolve(body.a, "a")
@@ -419,8 +480,11 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
             out["codes"] = np.round(codes, 5).tolist()
         return out
 
-    @app.post("/api/arithmetic")
-    async def arithmetic(body: ArithmeticIn):
+    @app.post("/api/morph")
+    async def morph(body: MorphIn):
+        return await compute(_morph, body)
+
+    def _arithmetic(body: ArithmeticIn) -> dict:
         from ..explore import arithmetic as _arith
 
         ops = [resolve(op, k) for op, k in ((body.a, "a"), (body.b, "b"), (body.c, "c"))]
@@ -428,16 +492,23 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
         return {"inputs": [{"caption": cap, "image": data_url(img)} for _, img, cap in ops],
                 "result": {"image": data_url(image), "z": z.tolist(), "xy": ex.place(z).tolist()}}
 
-    @app.post("/api/upload")
-    async def upload(file: UploadFile = File(...), invert: bool = Form(False)):
-        raw = await file.read(MAX_UPLOAD_BYTES + 1)
-        x = read_upload(raw, ex.shape, invert=invert)
+    @app.post("/api/arithmetic")
+    async def arithmetic(body: ArithmeticIn):
+        return await compute(_arithmetic, body)
+
+    def _upload(raw: bytes, invert: bool) -> dict:
+        x = read_upload(raw, ex.shape, invert=invert)  # (1, C, H, W) uint8; the pixel count is checked first
         z = ex.encode(x)[0]
         recon = ex.decode(z[None])[0]
         err = float(((recon - x[0] / 255.0) ** 2).mean())
         pct = float((ex.errors <= err).mean() * 100.0)
         return {"z": z.tolist(), "xy": ex.place(z).tolist(), "input": data_url(x[0]), "recon": data_url(recon),
                 "error": err, "percentile": pct, "indices": grid_of(x[0])}
+
+    @app.post("/api/upload")
+    async def upload(file: UploadFile = File(...), invert: bool = Form(False)):
+        raw = await file.read(MAX_UPLOAD_BYTES + 1)  # the body is already in memory (BodyLimit): no disk wait
+        return await compute(_upload, raw, invert)
 
     return app
 
@@ -485,15 +556,40 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": msg.encode()})
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
+EVERY_INTERFACE = ("", "*")  # spellings of the wildcard address that socket.bind and uvicorn read as 0.0.0.0
 
+
+def host_address(host: str):
+    """The IP address a ``--host`` value names, as ``socket.bind`` reads it ('' and '*' are 0.0.0.0, IPv6 may
+    be bracketed, IPv4 shorthand such as '0' or '127.1' is the C library's), or None for a host name."""
+    import ipaddress
+    import socket
+
+    h = host.strip("[]")
+    if h in EVERY_INTERFACE:
+        return ipaddress.IPv4Address("0.0.0.0")
+    try:
+        return ipaddress.ip_address(h)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(h))
+    except OSError:
+        return None
+
+
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    addr = host_address(host)
+    return addr is not None and addr.is_loopback
 
 
-__all__ = ["create_app", "build_explorer", "Explorer", "is_loopback", "MAX_UPLOAD_BYTES", "MAX_PIXELS"]
+def is_every_interface(host: str) -> bool:
+    """True for a host that binds every interface: '', '*', 0.0.0.0, '::' and their other spellings."""
+    addr = host_address(host)
+    return addr is not None and addr.is_unspecified
+
+
+__all__ = ["create_app", "build_explorer", "Explorer", "is_loopback", "is_every_interface", "host_address",
+           "MAX_UPLOAD_BYTES", "MAX_PIXELS"]

@@ -34,6 +34,10 @@ class TrainConfig:
                         choices=BINARIZE)
     on_nan: str = opt("stop", "a NaN/infinite loss: stop with a message (keeping the last good checkpoint), or skip "
                               "the batch (counted in metrics.csv)", choices=("stop", "skip"))
+    checkpoint_every: int = opt(0, "also save the resume checkpoint (checkpoints/last.ckpt) every N batches, "
+                                   "mid-epoch; 0: off", metavar="N")
+    checkpoint_minutes: float = opt(10.0, "also save the resume checkpoint every M minutes of training, mid-epoch "
+                                          "(it is always saved at the end of each epoch); 0: off", metavar="M")
     progress: bool = opt(True, "progress bar")
 
     def __post_init__(self) -> None:
@@ -51,6 +55,10 @@ class TrainConfig:
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}", param="seed")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}", param="patience")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}", param="checkpoint_every")
+        if not self.checkpoint_minutes >= 0:
+            raise ConfigError(f"checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}", param="checkpoint_minutes")
         object.__setattr__(self, "precision", str(self.precision))
         for name, allowed in (("precision", PRECISIONS), ("binarize", BINARIZE), ("schedule", ("none", "cosine")),
                               ("strategy", STRATEGIES), ("accelerator", ACCELERATORS),

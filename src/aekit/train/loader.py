@@ -4,6 +4,11 @@ A per-sample Dataset + collate costs more than an MLP training step on a CPU, so
 DataLoader. It is deterministic per (seed, epoch), which makes a resumed run see the batches an unbroken run
 would have seen, and it shards by rank for DDP (every rank gets the same number of batches).
 
+It is also resumable mid-epoch through Lightning's own protocol for stateful loaders: ``state_dict()`` (the
+epoch and how many of its batches were handed out) is saved in every checkpoint, and after
+``load_state_dict()`` the resumed epoch yields exactly the batches it had not reached yet, in the same order.
+(Lightning fetches no batch ahead from a loader that has a length, so "handed out" is "trained on".)
+
 ``data`` is an ImageData, or anything whose ``split(name)`` gives (inputs, labels): a second stage trains on
 tensors of another kind (a prior on grids of code indices, ``train/stage.py``). uint8 inputs are images and
 become floats in [0, 1]; other tensors are batched as they are.
@@ -35,6 +40,8 @@ class BatchLoader:
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.binarize, self.drop_last = binarize, drop_last
         self.context = context  # () -> (epoch, rank, world_size), read when an epoch starts
+        self._position = (-1, 0)  # (epoch, batches handed out in it)
+        self._resume_at: tuple[int, int] | None = None  # from a checkpoint: where the next iteration starts
         if binarize == "static":  # one seeded draw, kept for every epoch
             g = torch.Generator().manual_seed(seed + 7919)
             self.images = (torch.rand(self.images.shape, generator=g) < to_float(self.images)).to(torch.uint8) * 255
@@ -56,16 +63,31 @@ class BatchLoader:
         n = len(self.images) // world
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self._position
+        return {"epoch": epoch, "batch": batches}  # the keys of aekit.data.shards.ShardLoader's state
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (int(state["epoch"]), int(state["batch"]))
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, rank, world = self.context()
+        resume, self._resume_at = self._resume_at, None
+        skip = resume[1] if resume is not None and resume[0] == epoch else 0  # a checkpoint of another epoch: from 0
         idx = self._indices(epoch, rank, world)
         g = torch.Generator().manual_seed(self.seed * 7 + epoch * 13 + rank) if self.binarize == "dynamic" else None
         stop = len(idx) - (len(idx) % self.batch_size if self.drop_last else 0)
-        for start in range(0, stop, self.batch_size):
+        self._position = (epoch, 0)
+        for i, start in enumerate(range(0, stop, self.batch_size)):
             batch = idx[start : start + self.batch_size]
+            if i < skip and g is None:  # trained on before the checkpoint
+                continue
             x = self.images[batch]
             if x.dtype == torch.uint8:
                 x = to_float(x)  # (B, C, H, W) float32 in [0, 1]
             if g is not None:
                 x = torch.bernoulli(x, generator=g)
+            if i < skip:  # binarised all the same: the generator must be where an unbroken run has it
+                continue
+            self._position = (epoch, i + 1)
             yield x, self.labels[batch]

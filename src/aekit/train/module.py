@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -69,6 +70,7 @@ class LitAutoencoder(L.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._epoch_start = 0.0
+        self._resumed_seconds = 0.0  # of the epoch in progress when its checkpoint was saved
         self.skipped = 0
         self._cached: tuple[int, dict[str, float]] | None = None
 
@@ -104,9 +106,8 @@ class LitAutoencoder(L.LightningModule):
         self._accumulate("train", out, x.shape[0])
 
     def _kept(self) -> str:
-        ckpt = self.trainer.checkpoint_callback
-        return ("the last good checkpoint is kept (checkpoints/last.ckpt)" if ckpt is not None and ckpt.last_model_path
-                else "no checkpoint was written yet")
+        last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        return "the last good checkpoint is kept (checkpoints/last.ckpt)" if last.exists() else "no checkpoint was written yet"
 
     @torch.no_grad()
     def _diverged(self, x: torch.Tensor, y: torch.Tensor, optimizer: str, batch_idx: int) -> str:
@@ -134,6 +135,31 @@ class LitAutoencoder(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._reset("val")
+
+    # --- resuming mid-epoch ----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The running sums of the epoch in progress go into every checkpoint: a run resumed mid-epoch reports
+        the same epoch means as an unbroken one (plain data: tensors, numbers and strings, for weights_only)."""
+        checkpoint["aekit_epoch"] = {
+            "sums": {k: v.detach().cpu() for k, v in self._sums.items()}, "counts": dict(self._counts),
+            "keys": {k: list(v) for k, v in self._keys.items()}, "skipped": self.skipped,
+            "seconds": time.perf_counter() - self._epoch_start,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("aekit_epoch")
+        if state is None:  # a checkpoint from before mid-epoch resuming: it was saved at an epoch's end
+            return
+        self._sums, self._counts = dict(state["sums"]), dict(state["counts"])
+        self._keys, self.skipped = {k: list(v) for k, v in state["keys"].items()}, int(state["skipped"])
+        self._resumed_seconds = float(state["seconds"])
+
+    def on_train_start(self) -> None:
+        # Resumed mid-epoch, Lightning skips on_train_epoch_start (that epoch has started): its per-epoch state is
+        # set here. Resumed at an epoch's end, on_train_epoch_start comes next and sets it afresh.
+        self._sums = {k: v.to(self.device) for k, v in self._sums.items()}
+        self._epoch_start = time.perf_counter() - self._resumed_seconds
+        self.model.on_epoch_start(self.current_epoch, self.cfg.epochs)
 
     def epoch_metrics(self) -> dict[str, float]:
         """Means of every term over the epoch, reduced over ranks; computed once per epoch (a collective:

@@ -117,11 +117,25 @@ def load_weights(model, path: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise RunError(f"{path} is damaged ({str(exc).splitlines()[0]}); retrain or export it again from checkpoints/best.ckpt") from None
+    check_finite(state, path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()
         raise RunError(f"{path} does not fit model {model.name!r}: {' '.join(first[:2])[:300]}") from None
+
+
+def check_finite(state: dict, path: Path) -> None:
+    """Refuse weights holding NaN or infinity: every figure, code and score of such a model is NaN, and the
+    server and report would fail far from the cause."""
+    import torch
+
+    floats = [t for t in state.values() if t.is_floating_point()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in floats)
+    if bad:
+        total = sum(t.numel() for t in floats)
+        raise RunError(f"{path} holds non-finite weights ({bad} of {total} values); retrain or resume from a good "
+                       "checkpoint")
 
 
 @dataclass

@@ -71,7 +71,10 @@ def _prepare_dir(run_dir: Path, out: Path, name: str, resume: bool, recorded: bo
     if _launched_rank() > 0:  # rank 0 checked the folder and may already have written to it
         return last if resume else None
     if resume:
-        if not last.exists():
+        from .checkpoints import PREVIOUS, remove_stale
+
+        remove_stale(out)  # temporaries of a killed session
+        if not last.exists() and not last.with_name(PREVIOUS).exists():
             raise RunError(f"nothing to resume in {out}: checkpoints/last.ckpt is missing; "
                            f"train the stage with `aekit train-stage {run_dir} --stage {name}`")
         if not recorded:
@@ -113,7 +116,7 @@ def train_stage(run_dir: str | Path, name: str | None = None, cfg: TrainConfig |
         if old_layout != layout:
             raise RunError(f"{out} was trained with optimizers {', '.join(old_layout)}; this stage has {', '.join(layout)}")
     if resume:
-        _check_checkpoint(ckpt_path, layout, out)
+        ckpt_path = _check_checkpoint(ckpt_path, layout, out)  # last.ckpt, or last.prev.ckpt if it is damaged
 
     data = run.data(**(data_overrides or {}))
     parts = {}
@@ -145,7 +148,8 @@ def train_stage(run_dir: str | Path, name: str | None = None, cfg: TrainConfig |
         rec.setdefault("stages", {})[name] = entry
         write_json(run_dir / CONFIG, rec)
 
-    callbacks, ckpt = _callbacks(out, cfg, monitor, len(train_loader), on_start=mark_running)
+    callbacks, ckpt = _callbacks(out, cfg, monitor, len(train_loader), on_start=mark_running,
+                                 resume_command=f"aekit train-stage {run_dir} --stage {name} --resume")
     trainer = make_trainer(out, cfg, callbacks)
     trainer_ref["t"] = trainer
     lit = LitAutoencoder(stage, cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -17,8 +18,10 @@ from .config import TrainConfig
 from .runs import CONFIG, FORMAT_VERSION, METRICS, WEIGHTS, Run, read_config, read_metrics, save_weights, versions, write_csv, write_json
 
 
-def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on_start=None):
+def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on_start=None, resume_command: str = ""):
     from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+    from .checkpoints import ResumePoints, RngState, StopOnSignal
 
     class EpochCSV(Callback):
         """One row per epoch in ``metrics.csv``, rewritten atomically after every epoch, so a killed run keeps
@@ -54,11 +57,13 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
                      "best_k_models": {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
             super().load_state_dict(state)
 
-    ckpt = RelocatableCheckpoint(
-        dirpath=str((run_dir / "checkpoints").absolute()), filename="best", monitor=monitor, mode="min", save_last=True,
-        save_on_train_epoch_end=True, enable_version_counter=False,
-    )
-    cbs = [EpochCSV(), ckpt]
+    folder = (run_dir / "checkpoints").absolute()
+    # best.ckpt only: last.ckpt, the resume point, is ResumePoints' (every epoch, and mid-epoch on a schedule)
+    ckpt = RelocatableCheckpoint(dirpath=str(folder), filename="best", monitor=monitor, mode="min", save_last=False,
+                                 save_on_train_epoch_end=True, enable_version_counter=False)
+    points = ResumePoints(folder, every=cfg.checkpoint_every, minutes=cfg.checkpoint_minutes)
+    # Lightning runs Checkpoint callbacks last, in this order: best.ckpt, then last.ckpt records the new best
+    cbs = [EpochCSV(), RngState(), StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"), ckpt, points]
     if cfg.patience:
         cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
     if cfg.progress:
@@ -87,9 +92,12 @@ def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
     """The Lightning Trainer of a run folder, or of a second stage's folder inside one (``train/stage.py``)."""
     import lightning as L
 
+    from .checkpoints import AtomicCheckpointIO
+
     return L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
         precision=cfg.precision, callbacks=callbacks, logger=_logger(out), default_root_dir=str(out),
+        plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary name, fsync, rename
         enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=10**9, deterministic=True, use_distributed_sampler=False,
     )
@@ -110,42 +118,53 @@ def prepare_run_dir(out: Path, resume: bool) -> Path | None:
         return out / "checkpoints" / "last.ckpt" if resume else None
     if resume:
         record = read_config(out)
+        from .checkpoints import PREVIOUS, remove_stale
+
+        remove_stale(out)  # temporaries of a killed session
         last = out / "checkpoints" / "last.ckpt"
-        if not last.exists():
+        if not last.exists() and not last.with_name(PREVIOUS).exists():
             if record.get("status") == "running" and not (out / WEIGHTS).exists():
                 # stopped before its first checkpoint (killed in epoch 0): nothing to keep, start it over
                 print(f"{out} has no checkpoint yet (stopped during its first epoch): starting it over")
                 return None
             raise RunError(f"nothing to resume in {out}: checkpoints/last.ckpt is missing")
         return last
+    from .checkpoints import remove_stale
+
+    remove_stale(out)  # a session killed before it wrote config.json may have left a temporary of it
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out} already exists; pass --resume to continue it, or choose another --out")
     return None
 
 
-def _check_checkpoint(path: Path | None, layout: list[str], out: Path) -> None:
-    """A resume checkpoint must load as data (weights_only) and hold one state per optimizer of the layout."""
+def _check_checkpoint(path: Path | None, layout: list[str], out: Path) -> Path | None:
+    """The checkpoint to resume from: ``path`` (last.ckpt) when it loads as data (weights_only) and holds one
+    state per optimizer of the layout, else the one it replaced (last.prev.ckpt, with a one-line warning);
+    a RunError when neither does."""
     if path is None:
-        return
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        states = ck["optimizer_states"]
-        ck["state_dict"]
-    except Exception as exc:  # truncated, garbled, or holding objects that are not plain data
-        raise RunError(f"{path} is damaged or not an aekit checkpoint ({type(exc).__name__}); "
-                       f"train {out} again, or restore the file") from None
-    if len(states) != len(layout):
-        raise RunError(f"{path} holds {len(states)} optimizer state(s); this model's layout has {len(layout)} "
-                       f"({', '.join(layout)}): resume it with the model and options it was trained with")
+        return None
+    from .checkpoints import pick_checkpoint
+
+    return pick_checkpoint(Path(path), layout, out, warn=_launched_rank() == 0)
 
 
 def fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, out: Path, monitor: str) -> dict | None:
     """Fit ``lit`` (resuming from ``ckpt_path``), load the best checkpoint of ``out`` into ``lit.model`` and return
     the run's result record; None on a non-zero DDP rank. Shared by first and second stages."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from .checkpoints import StopOnSignal
+
+    stopper = next(cb for cb in trainer.callbacks if isinstance(cb, StopOnSignal))
     start = time.perf_counter()
-    # weights_only: a checkpoint is data; never run code from it, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says
-    trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
-                ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    with stopper.handlers():  # SIGINT/SIGTERM: finish the step, save last.ckpt, raise Stopped
+        try:
+            # weights_only: a checkpoint is data; never run code from it, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says
+            trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                        ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        except SIGTERMException:  # Lightning's own, when SIGTERM came before our handler replaced its handler
+            stopper.signum = stopper.signum or signal.SIGTERM
+            raise stopper.stopped(trainer) from None
     seconds = time.perf_counter() - start
     if not trainer.is_global_zero:
         return None
@@ -177,6 +196,9 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     from ..registry import model_to_dict
 
     out = Path(out)
+    from ..limits import check_batch
+
+    check_batch(model, min(cfg.batch_size, max(len(data.splits["train"]), 1)))  # before anything is allocated or written
     ckpt_path = prepare_run_dir(out, resume)
     if tuple(model.input_shape) != tuple(data.shape):
         raise ConfigError(f"model input shape {model.input_shape} does not match the data's {data.shape}")
@@ -196,9 +218,11 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
         t = trainer_ref.get("t")
         return (t.current_epoch, t.global_rank, t.world_size) if t is not None else (0, 0, 1)
 
-    train_loader = BatchLoader(data, "train", cfg.batch_size, shuffle=True, seed=cfg.seed, binarize=cfg.binarize, context=context)
-    val_loader = BatchLoader(data, "val", 512, shuffle=False, seed=cfg.seed,
-                             binarize="static" if cfg.binarize != "none" else "none", context=context) if has_val else None
+    # data kept on disk brings its own batches (same arguments; a pack streams its shards: aekit.data.shards)
+    loader = getattr(data, "batch_loader", None) or (lambda *a, **k: BatchLoader(data, *a, **k))
+    train_loader = loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed, binarize=cfg.binarize, context=context)
+    val_loader = loader("val", 512, shuffle=False, seed=cfg.seed,
+                        binarize="static" if cfg.binarize != "none" else "none", context=context) if has_val else None
     record_ref: dict[str, Any] = {}
     callbacks, ckpt = _callbacks(out, cfg, monitor, len(train_loader), on_start=lambda: write_json(out / CONFIG, record_ref["r"]))
     trainer = make_trainer(out, cfg, callbacks)
@@ -231,7 +255,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
             raise RunError(f"{out} was trained with optimizers {', '.join(old_layout)}; this model has {', '.join(layout)}: "
                            "resume it with the same model and options")
         record["result"] = old.get("result", {})
-        _check_checkpoint(ckpt_path, layout, out)
+        ckpt_path = _check_checkpoint(ckpt_path, layout, out)
     record_ref["r"] = record
     if trainer.is_global_zero and not resume:
         write_json(out / CONFIG, record)  # a resumed run's record is rewritten once its checkpoint has loaded
