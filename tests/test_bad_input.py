@@ -308,3 +308,48 @@ def test_a_damaged_eval_json_never_breaks_the_report(run, tmp_path, content, cap
     assert code == 0, err
     html = (copy / "report.html").read_text()
     assert "eval.json is damaged" in html or "abc" in html
+
+
+# ---- every flag of every command that reads a run, with generated bad values -------------------------------
+
+def _flags(command: str) -> list[str]:
+    """The value-taking flags of ``aekit COMMAND`` (from the real parser), except paths and the data spec."""
+    import argparse
+
+    from aekit.cli import build_parser
+
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    skip = {"--out", "--data", "--data-dir", "--markdown", "--runs", "--config"}
+    return sorted(a.option_strings[-1] for a in sub._actions
+                  if a.option_strings and a.nargs != 0 and a.option_strings[-1] not in skip and not a.required)
+
+
+COMMAND_LINES = {
+    "plot": lambda run, tmp, kind: ["plot", kind, run, "--out", tmp / "p.png"],
+    "evaluate": lambda run, tmp, kind: ["evaluate", run, "--out", tmp / "e.json"],
+    "encode": lambda run, tmp, kind: ["encode", run, "--out", tmp / "c.npy", "--no-progress"],
+    "denoise": lambda run, tmp, kind: ["denoise", run, "--out", tmp / "d.npy", "--no-progress"],
+    "anomaly": lambda run, tmp, kind: ["anomaly", run, "--out", tmp / "s.csv", "--no-progress"],
+}
+BAD_VALUES = ["-5", "0", "-0", "nan", "inf", "-inf", "1e308", "99999999999999999999", "abc", "", "1e-300", "2.5",
+              "1,2", "-1,-1", "3x0", "gaussian:-1", "mask:2", "tsne"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), command=st.sampled_from(sorted(COMMAND_LINES)),
+       kind=st.sampled_from(["sample", "manifold", "interpolate", "reconstruct", "density", "traverse", "denoise"]))
+def test_generated_flag_values_of_every_command(run, tmp_path_factory, capsys, data, command, kind):
+    """A generated bad (or odd) value for any flag of a command that reads a run: the command works, or says in
+    one line what was wrong (exit 2) and writes nothing; never an internal error."""
+    flags = _flags(command)
+    flag = data.draw(st.sampled_from(flags), label="flag")
+    value = data.draw(st.sampled_from(BAD_VALUES), label="value")
+    tmp = tmp_path_factory.mktemp("flags")
+    before = snapshot(run), snapshot(tmp)
+    extra = [flag, value, value] if flag == "--range" else [flag, value]
+    code, _, err = cli(capsys, *COMMAND_LINES[command](run, tmp, kind), *extra)
+    assert code in (0, 2), err
+    if code == 2:
+        assert_one_line(code, err)
+        assert (snapshot(run), snapshot(tmp)) == before

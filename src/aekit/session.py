@@ -337,10 +337,13 @@ def _kind(kind: str) -> Kind:
 
 
 def _check_picture(kind: str, o: dict, code_size: int) -> None:
-    """Refuse options that would draw more images than one picture holds (limits.MAX_PICTURE_IMAGES), from the
-    options alone; the kinds that draw split images (reconstruct, denoise) are checked in :func:`_pick`."""
+    """Refuse a --mode the kind does not have and options that would draw more images than one picture holds
+    (aekit.limits), from the options alone, before anything is encoded or cached; the kinds that draw split
+    images (reconstruct, denoise) are checked in :func:`_pick`."""
     from .limits import MAX_TITLED_IMAGES, require_picture
 
+    if kind in MODES and o.get("mode", MODES[kind][0]) not in MODES[kind]:
+        raise ConfigError(f"{kind} --mode is {' or '.join(MODES[kind])}, got {o['mode']!r}")
     if kind == "sample":
         require_picture(o.get("n") or 64, "plot sample --n", "use a smaller --n")
     elif kind == "manifold" and "range" in o:
