@@ -313,8 +313,9 @@ def test_every_applicable_plot_and_the_reasons_for_the_rest(runs, key, tmp_path,
         elif kind == "interpolate":
             assert np.asarray(numbers["codes"]).shape == (10, code_size)
         elif kind == "arithmetic":
-            z = {k: np.asarray(numbers[k]) for k in ("z_a", "z_b", "z_c", "z")}
-            np.testing.assert_allclose(z["z"], z["z_a"] - z["z_b"] + z["z_c"], atol=1e-5)
+            codes, w = np.asarray(numbers["codes"]), [t["weight"] for t in numbers["terms"]]
+            assert w == [1.0, -1.0, 1.0]  # the default example: a - b + c
+            np.testing.assert_allclose(numbers["z"], codes[0] - codes[1] + codes[2], atol=1e-5)
         elif kind == "sample":
             assert numbers["sources"] == (["prior"] if key == "vq" else ["normal", "fitted"])
         elif kind == "codes":

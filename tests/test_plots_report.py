@@ -58,8 +58,9 @@ def test_plot_kind_writes_picture_and_numbers(trained_run, tmp_path, capsys, kin
     elif kind == "interpolate":
         assert np.asarray(numbers["codes"]).shape == (10, dim)
     elif kind == "arithmetic":
-        z = {k: np.asarray(numbers[k]) for k in ("z_a", "z_b", "z_c", "z")}
-        np.testing.assert_allclose(z["z"], z["z_a"] - z["z_b"] + z["z_c"], atol=1e-5)
+        codes, w = np.asarray(numbers["codes"]), [t["weight"] for t in numbers["terms"]]
+        assert w == [1.0, -1.0, 1.0]  # the default example: a - b + c
+        np.testing.assert_allclose(numbers["z"], codes[0] - codes[1] + codes[2], atol=1e-5)
     elif kind == "traverse":
         assert np.asarray(numbers["values"]).shape == (dim, 9)
     elif kind == "denoise":
@@ -74,13 +75,15 @@ def test_plot_kind_writes_picture_and_numbers(trained_run, tmp_path, capsys, kin
 
 def test_default_output_folder_and_cli_options(trained_run, capsys):
     run = trained_run("vae", 2)
+    capsys.readouterr()  # the fixture's training output, when this test trains the run
     assert main(["plot", "manifold", str(run), "--range", "-2", "2", "--step", "0.5"]) == 0
     out = run / "figures" / "manifold.png"
     assert capsys.readouterr().out.strip() == str(out)
     numbers = json.loads(out.with_suffix(".json").read_text())
     assert numbers["shape"] == [9, 9] and numbers["xs"][0] == -2 and numbers["xs"][-1] == 2
     assert main(["plot", "arithmetic", str(run), "--classes", "1,7,4", "--out", str(run / "figures" / "am.png")]) == 0
-    assert json.loads((run / "figures" / "am.json").read_text())["classes"] == [1, 7, 4]
+    terms = json.loads((run / "figures" / "am.json").read_text())["terms"]
+    assert [(t["weight"], t["term"]) for t in terms] == [(1.0, "class:1"), (-1.0, "class:7"), (1.0, "class:4")]
     assert main(["plot", "traverse", str(run), "--mode", "max", "--out", str(run / "figures" / "tm.png")]) == 0
     assert np.asarray(json.loads((run / "figures" / "tm.json").read_text())["codes"]).shape == (2, 2)
     assert main(["plot", "interpolate", str(run), "--a", "3", "--b", "9", "--steps", "5", "--mode", "slerp",
@@ -139,6 +142,7 @@ def test_report_embeds_every_figure_offline(trained_run, model, dim, n_figures):
 
 def test_report_cli(trained_run, capsys):
     run = trained_run("conv-ae", 2)
+    capsys.readouterr()
     assert main(["report", str(run), "--quick"]) == 0
     assert capsys.readouterr().out.strip() == str(run / "report.html")
     assert (run / "report.html").stat().st_size > 50_000

@@ -4,6 +4,7 @@ own checkpoints, a failed resume changes nothing, and the CLI's one error bounda
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -166,7 +167,14 @@ def test_yaml_value_of_any_type_is_one_line_or_trains(key, value, tmp_path_facto
     out = folder / "run"
     opts = {"model": "ae", "dataset": "digits", "epochs": 1, "hidden_dims": [8], "out": str(out), key: value}
     cfg.write_text(yaml.safe_dump(opts))
-    code, _, err = cli(capsys, "train", "--config", cfg, "--no-progress", "--max-train-samples", "64")
+    cwd = os.getcwd()
+    os.chdir(folder)  # a generated `out` (a relative path) lands in the test's folder, not in the project
+    try:
+        code, _, err = cli(capsys, "train", "--config", cfg, "--no-progress", "--max-train-samples", "64")
+    finally:
+        os.chdir(cwd)
+    if key == "out" and code == 0:
+        return
     if code == 0:
         assert (out / "model.safetensors").exists()
     else:

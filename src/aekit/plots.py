@@ -189,11 +189,16 @@ def interpolation(images: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = 
     return image_rows([row], [f"{mode}"], [titles], "interpolation between two test images (originals at the ends)")
 
 
-def arithmetic(inputs: np.ndarray, decoded: np.ndarray, result: np.ndarray, names: Sequence[str]):
-    """Top row: the three inputs a, b, c; bottom: their decodings and decode(z_a - z_b + z_c)."""
-    return image_rows([inputs, np.concatenate([decoded, result[None]])],
-                      ["input", "decoded"], [list(names), ["dec a", "dec b", "dec c", "a - b + c"]],
-                      "latent arithmetic: a - b + c")
+def arithmetic(inputs: np.ndarray, decoded: np.ndarray, result: np.ndarray, names: Sequence[str],
+               weights: Sequence[float] = (1.0, -1.0, 1.0)):
+    """Top row: the inputs (one per term); bottom: their decodings and the decoded combination
+    sum_i weights[i] * z_i."""
+    signs = [("+" if w > 0 else "-") + (f" {abs(w):g}×" if abs(w) != 1 else "") for w in weights]
+    expr = " ".join(f"{s} {n}" for s, n in zip(signs, names))
+    expr = expr[2:] if expr.startswith("+ ") else expr
+    return image_rows([inputs, np.concatenate([decoded, result[None]])], ["input", "decoded"],
+                      [[f"{s} {n}" for s, n in zip(signs, names)], [f"dec {n}" for n in names] + ["result"]],
+                      f"latent arithmetic: {expr}")
 
 
 def traverse(images: np.ndarray, values: np.ndarray, max_rows: int = 16):

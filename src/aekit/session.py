@@ -51,7 +51,8 @@ KINDS: dict[str, Kind] = {
     "sample": Kind("new images from the model's prior; without one, N(0, I) and a Gaussian fitted to the codes", ("n",)),
     "manifold": Kind("decode a grid over two code dimensions", ("dims", "range", "step", "n", "split"), ("flat",)),
     "interpolate": Kind("morph between two test images", ("a", "b", "steps", "mode", "split")),
-    "arithmetic": Kind("a - b + c in latent space, on images or class means", ("a", "b", "c", "classes", "split")),
+    "arithmetic": Kind("latent arithmetic: --expr '3 - 5 + 8' (images or class:NAME means), a - b [+ c], --classes",
+                       ("a", "b", "c", "classes", "expr", "split")),
     "traverse": Kind("sweep each code dimension; --mode max: each dimension at its maximum", ("steps", "mode", "split"), ("flat",)),
     "denoise": Kind("noisy input / output / clean target with PSNR", ("n", "split", "indices", "noise")),
     "curves": Kind("training and validation loss per epoch", ()),
@@ -60,7 +61,7 @@ KINDS: dict[str, Kind] = {
     "swap": Kind("code swapping: one grid cell set to other codebook entries, and what moves", ("a", "cell", "entries", "split"),
                  ("discrete",)),
 }
-OPTION_NAMES = ("n", "split", "indices", "method", "dims", "a", "b", "c", "classes", "steps", "mode", "range", "step",
+OPTION_NAMES = ("n", "split", "indices", "method", "dims", "a", "b", "c", "classes", "expr", "steps", "mode", "range", "step",
                 "noise", "cell", "entries")
 MODES = {"interpolate": ("linear", "slerp"), "traverse": ("range", "max")}
 
@@ -391,7 +392,8 @@ def _pick(s: RunSession, o: dict, default_n: int | None):
 def _index(o: dict, key: str, default: int, total: int, split: str) -> int:
     i = o.get(key, default)
     if not 0 <= i < total:
-        raise ConfigError(f"--{key} {i} is out of range: split {split!r} has images 0..{total - 1}")
+        flag = f"--{key} {i}" if key != "i" else f"image {i}"
+        raise ConfigError(f"{flag} is out of range: split {split!r} has images 0..{total - 1}")
     return i
 
 
@@ -527,9 +529,9 @@ def _interpolate(s: RunSession, o: dict):
     return plots.interpolation(imgs, orig[0], orig[1], mode), {"a": a, "b": b, "mode": mode, "codes": codes.tolist()}
 
 
-def _class_ids(s: RunSession, text: str) -> list[int]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if len(names) != 3:
+def _class_ids(s: RunSession, text: str, count: int = 3) -> list[int]:
+    names = [t.strip() for t in text.split(",") if t.strip()] if count > 1 else [text.strip()]
+    if len(names) != count:
         raise ConfigError(f"--classes needs three classes A,B,C (for A - B + C), got {text!r}")
     lookup = {n: i for i, n in enumerate(s.data.class_names)}
     out = []
@@ -545,31 +547,53 @@ def _class_ids(s: RunSession, text: str) -> list[int]:
 
 
 def _arithmetic(s: RunSession, o: dict):
+    """A signed combination of codes, decoded: --expr (images and class means, any weights), --classes A,B,C
+    (A - B + C on class means), or --a/--b[/--c] images (a - b, + c only when --c is given; with no option at
+    all, the example 0 - 1 + 2)."""
     import numpy as np
 
     from . import plots
-    from .explore import arithmetic, as_unit, class_means, decode_all
+    from .explore import as_unit, class_means, combine, decode_all, parse_expr
 
     split = o.get("split", "test")
+    given = [k for k in ("expr", "classes", "a") if k in o] + (["a"] if "a" not in o and ("b" in o or "c" in o) else [])
+    if len(given) > 1:
+        raise ConfigError("give one of --expr, --classes or --a/--b/--c")
+    if "expr" in o:
+        terms = parse_expr(o["expr"])
+    elif "classes" in o:
+        terms = list(zip((1.0, -1.0, 1.0), (f"class:{k}" for k in _class_ids(s, o["classes"]))))
+    elif given:
+        if "a" not in o or "b" not in o:
+            raise ConfigError("image arithmetic needs --a and --b (a - b), and --c to add a third (a - b + c)")
+        terms = [(1.0, str(o["a"])), (-1.0, str(o["b"]))] + ([(1.0, str(o["c"]))] if "c" in o else [])
+    else:  # the report's example
+        terms = [(1.0, "0"), (-1.0, "1"), (1.0, "2")]
+    from .limits import MAX_TITLED_IMAGES, require_picture
+
+    require_picture(2 * len(terms) + 1, "--expr", "use fewer terms", MAX_TITLED_IMAGES)
     images, labels = s.split(split)
-    if "classes" in o:
-        if any(k in o for k in ("a", "b", "c")):
-            raise ConfigError("give either --a/--b/--c (images) or --classes (class means), not both")
-        ids = _class_ids(s, o["classes"])
-        z = class_means(s.flat(split, pre=True), labels, ids)  # (3, code_size)
-        # show the first image of each class as its stand-in
-        inputs = as_unit(images[[int(np.flatnonzero(labels == k)[0]) for k in ids]]).numpy()
-        names = [f"mean of {s.data.class_names[k] if k < len(s.data.class_names) else k}" for k in ids]
-        numbers = {"classes": ids}
-    else:
-        idx = [_index(o, k, d, len(images), split) for k, d in (("a", 0), ("b", 1), ("c", 2))]
-        z = s.encode_pre(images[idx])
-        inputs = as_unit(images[idx]).numpy()
-        names = [f"{k} #{i}" for k, i in zip("abc", idx)]
-        numbers = {"indices": idx}
-    result_z, result = arithmetic(s.model, z[0], z[1], z[2])
-    fig = plots.arithmetic(inputs, decode_all(s.model, z), result, names)
-    return fig, {**numbers, "z_a": z[0].tolist(), "z_b": z[1].tolist(), "z_c": z[2].tolist(), "z": result_z.tolist()}
+    codes, inputs, names = [], [], []
+    for w, term in terms:
+        if term.startswith("class:"):
+            k = _class_ids(s, term[6:], count=1)[0]
+            codes.append(class_means(s.flat(split, pre=True), labels, [k])[0])
+            first = int(np.flatnonzero(labels == k)[0])  # the first image of the class stands in for its mean
+            inputs.append(as_unit(images[[first]]).numpy()[0])
+            names.append(f"mean of {s.data.class_names[k] if k < len(s.data.class_names) else k}")
+        else:
+            i = _index({"i": int(term)}, "i", 0, len(images), split)
+            codes.append(s.encode_pre(images[[i]])[0])
+            inputs.append(as_unit(images[[i]]).numpy()[0])
+            names.append(f"#{i}")
+    weights = [w for w, _ in terms]
+    z, result = combine(s.model, codes, weights)
+    text = " ".join(f"{'-' if w < 0 else '+'} {'' if abs(w) == 1 else f'{abs(w):g}*'}{n}" for w, n in zip(weights, names))
+    text = text[2:] if text.startswith("+ ") else text
+    fig = plots.arithmetic(np.stack(inputs), decode_all(s.model, np.stack(codes)), result, names, weights)
+    numbers = {"terms": [{"weight": w, "term": t} for w, t in terms], "expression": text,
+               "codes": np.stack(codes).tolist(), "z": z.tolist()}
+    return fig, numbers
 
 
 def _traverse(s: RunSession, o: dict):

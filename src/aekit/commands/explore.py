@@ -50,7 +50,10 @@ def add_commands(sub) -> None:
     p.add_argument("--a", type=c.nonneg_int, default=S, metavar="IDX", help="image index in the split")
     p.add_argument("--b", type=c.nonneg_int, default=S, metavar="IDX")
     p.add_argument("--c", type=c.nonneg_int, default=S, metavar="IDX")
-    p.add_argument("--classes", default=S, metavar="A,B,C", help="arithmetic on class means (names or label numbers)")
+    p.add_argument("--classes", default=S, metavar="A,B,C", help="arithmetic A - B + C on class means (names or label numbers)")
+    p.add_argument("--expr", default=S, metavar="EXPR",
+                   help="arithmetic: any signed combination of images and class means, e.g. '3 - 5 + 8', "
+                        "'class:7 - class:1 + 12', '0.5*class:1 + 0.5*class:7'")
     p.add_argument("--steps", type=c.positive_int, default=S, help="interpolation / traversal steps")
     p.add_argument("--mode", default=S, help="interpolate: linear|slerp; traverse: range|max")
     p.add_argument("--range", type=c.finite_float, nargs=2, default=S, metavar=("LO", "HI"), help="manifold grid range")

@@ -49,9 +49,44 @@ def interpolate(model, z_a, z_b, steps: int = 10, mode: str = "linear") -> tuple
 
 def arithmetic(model, z_a, z_b, z_c) -> tuple[np.ndarray, np.ndarray]:
     """z = z_a - z_b + z_c (code_size,) and its image (C, H, W): "a is to b as ? is to c"."""
+    return combine(model, [z_a, z_b, z_c], [1.0, -1.0, 1.0])
+
+
+def combine(model, codes, weights) -> tuple[np.ndarray, np.ndarray]:
+    """z = sum_i weights[i] * codes[i] (code_size,) and its image (C, H, W): any signed combination of codes,
+    e.g. "smile - neutral + face" or the whiskers experiment's "cat - whiskers"."""
     d = model.code_size
-    z = _code(z_a, d, "z_a") - _code(z_b, d, "z_b") + _code(z_c, d, "z_c")
-    return z, decode_all(model, z[None])[0]
+    if len(codes) != len(weights) or not len(codes):
+        raise ConfigError(f"a combination needs one weight per code, got {len(codes)} codes and {len(weights)} weights")
+    z = sum(float(w) * _code(c, d, f"term {i + 1}") for i, (c, w) in enumerate(zip(codes, weights)))
+    return z.astype(np.float32), decode_all(model, z[None].astype(np.float32))[0]
+
+
+def parse_expr(text: str) -> list[tuple[float, str]]:
+    """'a - b + c'-style text -> [(weight, term)]: terms joined by + and -, each ``[NUMBER*]TERM`` where TERM is
+    an image number of the split (``12``) or a class (``class:7``, ``class:cat``). '3 - 5' -> [(1, '3'), (-1, '5')];
+    '0.5*class:1 + 0.5*class:7' -> [(0.5, 'class:1'), (0.5, 'class:7')]."""
+    import math
+    import re
+
+    src = text.strip()
+    terms = []
+    for m in re.finditer(r"\s*([+-]?)\s*([^+\-\s][^+\-]*?)\s*(?=[+-]|$)", src):
+        sign, body = m.group(1), m.group(2).strip()
+        if not sign and terms:
+            raise ConfigError(f"--expr {text!r}: join the terms with + or -")
+        weight, _, term = body.rpartition("*")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            w = math.nan
+        if not math.isfinite(w) or not term or not (term.isdigit() or term.startswith("class:") and len(term) > 6):
+            raise ConfigError(f"--expr {text!r}: {body!r} is not a term; write image numbers (12) or classes "
+                              "(class:7), with an optional weight (0.5*12), joined by + and -")
+        terms.append((-w if sign == "-" else w, term))
+    if not terms or "".join(m.group(0) for m in re.finditer(r"\s*([+-]?)\s*([^+\-\s][^+\-]*?)\s*(?=[+-]|$)", src)) != src:
+        raise ConfigError(f"--expr {text!r} is not a combination like '3 - 5 + 8' or 'class:7 - class:1 + 12'")
+    return terms
 
 
 def class_means(codes, labels, classes) -> np.ndarray:
