@@ -200,6 +200,29 @@ class RunSession:
         codes = self.codes(split, pre)
         return codes.reshape(len(codes), self.code_size)
 
+    def sample(self, split: str, n: int | None):
+        """(sorted indices, flattened codes (len, code_size)) of a seeded subsample of ``n`` images of the split.
+        Only those images are encoded, unless the whole split's codes are already at hand: a figure of 1,000
+        points of the 10,000 MNIST test images encodes 1,000."""
+        import torch
+
+        images = self.split(split)[0]
+        idx = self.subset(n, len(images))
+        if len(idx) == len(images) or self._has_codes(split):
+            return idx, self.flat(split)[idx]
+        from .explore import encode_all
+
+        def compute():
+            return {"a": encode_all(self.model, images[torch.from_numpy(idx)], self.batch_size)}
+
+        key = {"what": "codes-sample", "split": split, "n": len(idx), "seed": self.seed, "images": self._images_key(split)}
+        codes = self.cached(f"codes-{split}-n{len(idx)}-seed{self.seed}{self._tag}", key, compute)["a"]
+        return idx, codes.reshape(len(codes), self.code_size)
+
+    def _has_codes(self, split: str) -> bool:
+        """Whether the whole split's codes are in memory already (then a subsample costs nothing)."""
+        return any(f'"split": "{split}"' in k and '"what": "codes"' in k for k in self._memo)
+
     def indices(self, split: str):
         """Codebook indices of a whole split, (N, h, w) int64 (discrete models)."""
         self.require("discrete")
@@ -237,9 +260,7 @@ class RunSession:
 
         from .explore import project
 
-        codes = self.flat(split)
-        idx = self.subset(n, len(codes))
-        sub = codes[idx]
+        idx, sub = self.sample(split, n)
         if sub.shape[1] <= 2 and method in ("pca", "none"):
             return idx, project(sub, method if sub.shape[1] == 2 else "pca", self.seed)
 
@@ -432,9 +453,8 @@ def _latent(s: RunSession, o: dict):
         raise ConfigError(f"--method none plots raw codes: {reason}")
     labels = s.split(split)[1]
     if "dims" in o:
-        codes = s.flat(split)
-        idx = s.subset(o.get("n"), len(codes))
-        pts, xl, yl, how = codes[idx][:, [i, j]], f"z[{i}]", f"z[{j}]", f"dims {i},{j}"
+        idx, codes = s.sample(split, o.get("n"))
+        pts, xl, yl, how = codes[:, [i, j]], f"z[{i}]", f"z[{j}]", f"dims {i},{j}"
     else:
         slow = method in ("tsne", "umap") and d > 2
         idx, pts = s.projection(split, method, o.get("n", PROJECTION_SUBSAMPLE if slow else None))
@@ -450,8 +470,7 @@ def _density(s: RunSession, o: dict):
     from .explore import latent_stats
 
     split = o.get("split", "test")
-    codes = s.flat(split)
-    codes = codes[s.subset(o.get("n"), len(codes))]
+    _, codes = s.sample(split, o.get("n"))
     stats = latent_stats(codes)
     return plots.density(codes, stats), {"split": split, "n": len(codes), **stats}
 
@@ -461,9 +480,9 @@ def _slice3d(s: RunSession, o: dict):
 
     dims = _check_dims(o.get("dims", (0, 1, 2)), s.code_size, 3)
     split = o.get("split", "test")
-    codes, labels = s.flat(split), s.split(split)[1]
-    idx = s.subset(o.get("n", PROJECTION_SUBSAMPLE), len(codes))
-    pts = codes[idx][:, list(dims)]
+    labels = s.split(split)[1]
+    idx, codes = s.sample(split, o.get("n", PROJECTION_SUBSAMPLE))
+    pts = codes[:, list(dims)]
     return plots.slice3d(pts, labels[idx], s.data.class_names, dims), {"dims": list(dims), "points": pts.tolist()}
 
 
@@ -475,7 +494,7 @@ def _sample(s: RunSession, o: dict):
     if s.model.has_prior:
         return plots.samples({"samples from the prior": s.prior_samples(n)}), {"n": n, "seed": s.seed, "sources": ["prior"]}
     # no prior: N(0, I) shows what a prior-less code space gives; a Gaussian fitted to the codes does better
-    train = s.flat("train")
+    _, train = s.sample("train", 5000)  # a Gaussian fitted to 5,000 codes: the whole train split adds nothing
     panels, numbers = {}, {"n": n, "seed": s.seed, "sources": ["normal", "fitted"], "note": s.model.skip_reason("prior")}
     for src, title in (("normal", "N(0, I) (no prior!)"), ("fitted", "Gaussian fitted to train codes")):
         z = sample_codes(s.model, n, src, train_codes=train, seed=s.seed)
@@ -491,7 +510,7 @@ def _manifold(s: RunSession, o: dict):
     from .explore import axis_values, manifold, prior_quantiles
 
     dims = _check_dims(o.get("dims", (0, 1)), s.code_size, 2)
-    codes = s.flat(o.get("split", "test"))
+    _, codes = s.sample(o.get("split", "test"), PROJECTION_SUBSAMPLE)  # the held code values and the codes' extent
     if "step" in o and "range" not in o:
         raise ConfigError("--step needs --range LO HI")
     if "range" in o:
@@ -643,11 +662,11 @@ def _defects(s: RunSession, o: dict):
     from .explore import defects
 
     split = o.get("split", "test")
-    codes, labels = s.flat(split), s.split(split)[1]
-    idx, pts = s.projection(split, "pca", o.get("n"))
-    train = s.flat("train")
-    train = train[s.subset(5000, len(train))]
-    result = defects(codes[idx], labels[idx], train, seed=s.seed)
+    labels = s.split(split)[1]
+    idx, codes = s.sample(split, o.get("n"))
+    _, pts = s.projection(split, "pca", o.get("n"))  # the same seeded subsample
+    _, train = s.sample("train", 5000)
+    result = defects(codes, labels[idx], train, seed=s.seed)
     return plots.defects(result, pts, labels[idx], s.data.class_names), {"split": split, "n": len(idx), **result}
 
 

@@ -73,7 +73,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_metrics(run.model, data, names, split=args.split,
                                iwae_samples=5000 if args.iwae_samples is None else args.iwae_samples,
                                nll_samples=args.nll_samples, binarize=args.binarize, batch_size=args.batch_size,
-                               seed=args.seed, max_samples=args.max_samples, cache_dir=cache)
+                               seed=args.seed, max_samples=args.max_samples, cache_dir=cache, progress=True)
     out = Path(args.out) if args.out else run.path / "eval.json"
     c.write_json(out, metrics)
     c.print_metrics({k: v for k, v in metrics.items() if not isinstance(v, list)},

@@ -52,11 +52,16 @@ class _Features(nn.Module):
         return self.net.features(x)
 
 
-def cache_path(data, cache_dir: str | Path) -> Path:
-    """One cached classifier per (data set spec, shape)."""
+def cache_path(data, cache_dir: str | Path, train_options: dict | None = None) -> Path:
+    """One cached classifier per (data set spec, shape, exact training subset and options): a run trained on a
+    subset (``--max-train-samples``) makes its own, weaker classifier, which must not be reused for the full set."""
+    import hashlib
+
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(data.name)).strip("-")[:80] or "data"
     c, h, w = data.shape
-    return Path(cache_dir) / "fid-classifier" / f"{slug}-{c}x{h}x{w}-v{CACHE_VERSION}.safetensors"
+    h_ = hashlib.sha256(data.splits["train"].numpy().astype("<i8").tobytes())
+    h_.update(json.dumps(train_options or {}, sort_keys=True).encode())
+    return Path(cache_dir) / "fid-classifier" / f"{slug}-{c}x{h}x{w}-{h_.hexdigest()[:12]}-v{CACHE_VERSION}.safetensors"
 
 
 @torch.enable_grad()  # callers evaluate under no_grad
@@ -117,7 +122,7 @@ def feature_classifier(data, cache_dir: str | Path | None = None, **train_option
 
     from ..train.runs import atomic_write
 
-    path = cache_path(data, cache_dir) if cache_dir is not None else None
+    path = cache_path(data, cache_dir, train_options) if cache_dir is not None else None
     n_classes = int(data.labels.max()) + 1 if len(data.labels) else 0
     if path is not None and path.exists() and path.with_suffix(".json").exists():
         info = json.loads(path.with_suffix(".json").read_text())
@@ -129,7 +134,8 @@ def feature_classifier(data, cache_dir: str | Path | None = None, **train_option
         except (RuntimeError, OSError, ValueError):
             pass  # a damaged or stale cache: train again below and overwrite it
     net, acc = train_classifier(data, **train_options)
-    info = {"data": str(data.name), "shape": list(data.shape), "n_classes": n_classes, "test_accuracy": acc}
+    info = {"data": str(data.name), "shape": list(data.shape), "n_classes": n_classes, "test_accuracy": acc,
+            "train_images": len(data.splits["train"])}
     if path is not None:
         atomic_write(path, save({k: v.contiguous() for k, v in net.state_dict().items()}))
         atomic_write(path.with_suffix(".json"), json.dumps(info, indent=2))

@@ -12,6 +12,27 @@ from ..errors import ConfigError
 from .metrics import METRICS, VAE_ONLY, parse_metrics, skip_reason
 
 
+class _Steps:
+    """Progress of :func:`evaluate_metrics` on stderr: "evaluate: fid ..." when a metric starts, and its seconds
+    when the next one starts (or at the end). Silent unless ``on``."""
+
+    def __init__(self, on: bool, total: int) -> None:
+        self.on, self.total, self.done, self.current, self.t = on, total, 0, None, 0.0
+
+    def __call__(self, name: str | None) -> None:
+        import sys
+
+        if not self.on:
+            return
+        now = time.perf_counter()
+        if self.current is not None:
+            print(f"evaluate: {self.current} done in {now - self.t:.1f}s", file=sys.stderr, flush=True)
+        if name is not None:
+            self.done += 1
+            print(f"evaluate: {name} ...", file=sys.stderr, flush=True)
+        self.current, self.t = name, now
+
+
 def default_metrics(model) -> tuple[str, ...]:
     """What `aekit evaluate` reports when no --metrics is given: the cheap ones that apply to the model."""
     cheap = ("mse", "bce", "psnr", "ssim", "elbo", "kl", "active", "codebook", "bits")
@@ -27,7 +48,8 @@ def is_vae(model) -> bool:
 def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_samples: int = 5000,
                      nll_samples: int | None = None, binarize: str = "none", batch_size: int = 500, seed: int = 0,
                      max_samples: int | None = None, cache_dir: str | Path | None = None,
-                     max_probe_train: int | None = None, skip_inapplicable: bool | None = None) -> dict:
+                     max_probe_train: int | None = None, skip_inapplicable: bool | None = None,
+                     progress: bool = False) -> dict:
     """Compute ``metrics`` (names from :data:`METRICS`, or a comma string) of ``model`` on ``data``'s ``split``.
 
     A metric the model cannot have (an NLL without a likelihood, codebook figures without a codebook) is an
@@ -44,6 +66,8 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
       can sample now), and the classifier's accuracy on reconstructions (``cache_dir`` keeps the classifier).
     - probe, knn: accuracies on codes with all / 1000 / 100 training labels; pca: the PCA baseline of the same
       code size (with probe/knn on PCA codes when those are asked for too).
+
+    ``progress``: one stderr line as each metric starts and finishes, with its seconds (some take minutes).
     """
     from ..data import to_float
     from .basic import evaluate
@@ -71,16 +95,19 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
     if skipped:
         result["skipped"] = dict(skipped)
 
+    step = _Steps(progress, len(names))
     t0 = time.perf_counter()
     codes = encode_all(model, images, batch_size)  # also the encode-speed figure
     result["encode_img_per_s"] = len(images) / max(time.perf_counter() - t0, 1e-9)
 
     if any(n in names for n in ("mse", "bce", "psnr", "elbo")):
+        step("mse/bce/psnr/elbo")
         base = evaluate(model, data, split, batch_size=batch_size, binarize=binarize, seed=seed, max_samples=max_samples)
         if not vae or "elbo" not in names:
             base.pop("elbo", None)
         result.update(base)
     if "nll" in names:
+        step(f"nll (IWAE, K={iwae_samples})")
         if iwae_samples < 1:
             raise ConfigError(f"--iwae-samples must be >= 1 for nll, got {iwae_samples}")
         n_nll = min(len(images), nll_samples) if nll_samples else len(images)
@@ -92,6 +119,7 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
     result["binarize"] = binarize
 
     if "ssim" in names:
+        step("ssim")
         device = next(model.parameters()).device
         total = 0.0
         for i in range(0, len(images), batch_size):
@@ -99,6 +127,7 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
             total += float(ssim_per_image(model.reconstruct(x).float(), x.float()).sum())
         result["ssim"] = total / len(images)
     if "kl" in names or "active" in names:
+        step("kl/active")
         mu, logvar = posterior_stats(model, images, batch_size)
         if "kl" in names:
             per_dim = kl_per_dim(mu, logvar)
@@ -110,6 +139,7 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
             result["active_variance"] = [round(float(v), 5) for v in var]
 
     if "codebook" in names or "bits" in names:
+        step("codebook/bits")
         indices = code_indices(model, images, batch_size)  # (N, h, w)
         if "codebook" in names:
             result.update(codebook_stats(indices, model.codebook_size))  # over the whole split, not per batch
@@ -117,6 +147,7 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
             result.update(prior_bits(model, indices, batch_size))
 
     if "fid" in names:
+        step("fid")
         fid = _fid(model, data, images, labels, batch_size, seed, cache_dir)
         if "fid_samples" not in fid:
             result.setdefault("skipped", {})["fid_samples"] = model.skip_reason("prior")
@@ -124,6 +155,7 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
 
     probes = tuple(n for n in ("probe", "knn") if n in names)
     if probes or "pca" in names:
+        step("probe/knn/pca")
         train_images, train_labels = data.split("train")
         if max_probe_train is not None and len(train_images) > max_probe_train:
             idx = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:max_probe_train]
@@ -139,6 +171,7 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
 
         result.update(pca_baseline(train_images.numpy(), images.numpy(), model.latent_dim, train_labels=train_labels.numpy(),
                                    test_labels=labels.numpy(), probes=probes, seed=seed))
+    step(None)
     return result
 
 
