@@ -9,10 +9,10 @@ A pack is a folder written by ``aekit pack SOURCE OUT`` (:func:`pack`) from any 
     OUT/order.npy             int64 (N,): the source index of each packed image
 
 Why ``.npy`` shards and not WebDataset tar shards: a tar holds one member per sample, so reading it means a
-Python-level step (and a decode) per image, and 28x28 images get a 512-byte tar header each (+65% on disk);
-a ``.npy`` shard is one read of contiguous uint8 rows, batched by one gather. On MNIST the shard reader
-feeds ~50x more images per second than a tar walk (benchmarks/packed.py, docs/benchmarks.md), which is what
-keeps training on packed data as fast as in memory on one core, with no worker processes and no new
+Python-level step (and a decode) per image, and 28x28 images get a 512-byte tar header each (3.3x the bytes);
+a ``.npy`` shard is contiguous uint8 rows, mapped in one call and batched by one gather. On MNIST the shard
+reader feeds ~58x more images per second than a tar walk (benchmarks/packed.py, docs/benchmarks.md), which is
+what keeps training on packed data as fast as in memory on one core, with no worker processes and no new
 dependency. Any NumPy reads a shard; the manifest is plain JSON.
 
 Order and splits: the source's own test split (MNIST's 10k) is kept as the pack's last images, in source

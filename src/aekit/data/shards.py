@@ -2,8 +2,8 @@
 the seeded, resumable, rank-aware stream of training batches over a pack's shards.
 
 Memory while training: the labels and split indices (16 bytes per image), the epoch's order (8 bytes per
-image of the split) and the shards in use: at most ``buffer`` images' worth plus about three shards (those
-the current shuffle window touches at its edges, and the one read ahead), whatever the size of the pack.
+image of the split) and the shards in use: the ``shuffle_shards`` shards of the current shuffle group and the
+one read ahead (for the batch that spans two groups, both groups), whatever the size of the pack.
 ``split(name)`` still reads a whole split into memory (evaluation, the explorer and the server work on the
 test split, 10k images for MNIST); ``split_lazy(name)`` hands out a lazy view that reads a slice's shards on
 demand (``aekit encode``).
@@ -22,7 +22,7 @@ from aekit.data.base import ImageData, to_float
 from aekit.data.packed import Pack, PackedImages
 from aekit.errors import ConfigError, DataError
 
-BUFFER_SHARDS = 2  # default shuffle window: two shards' worth of images
+SHUFFLE_SHARDS = 2  # default shuffle buffer: the rows of two whole shards shuffled together
 
 
 class TensorImages(PackedImages):
@@ -93,15 +93,15 @@ def packed_data(pack: Pack, splits: dict[str, np.ndarray], name: str) -> PackedD
 class ShardLoader(torch.utils.data.IterableDataset):
     """Batches of one split of a pack: (x float32 (B, C, H, W) in [0, 1], y int64 (B,)).
 
-    An epoch's order is a pure function of (seed, epoch): the shards in a seeded order, each shard's rows of
-    the split permuted, then every window of ``buffer`` consecutive images shuffled again (a shuffle buffer
-    that mixes neighbouring shards; it is what bounds memory: a shard is read when the stream first needs it
-    and dropped after its last image). Without ``shuffle``: shard order, rows sorted.
+    An epoch's order is a pure function of (seed, epoch): the shards in a seeded order, taken
+    ``shuffle_shards`` at a time, the split's rows of each group shuffled together (a shuffle buffer of whole
+    shards; it is what bounds memory: a shard is read when the stream first needs it and dropped after its
+    last image). Without ``shuffle``: shard order, rows sorted.
 
-    The next shard is read ahead on a thread while the current ones are trained on.
+    The next shard is mapped ahead on a thread while the current ones are trained on.
 
     DDP: the epoch's stream is cut into ``world`` equal contiguous pieces, so each rank reads its own shards
-    (two neighbours share at most the shards at their boundary) and every rank gets the same number of
+    (two neighbours share at most the shuffle group their boundary cuts) and every rank gets the same number of
     batches. DataLoader workers (``DataLoader(loader, batch_size=None, num_workers=k)``) take every k-th
     batch, which the DataLoader hands back in the same order as one process.
 
@@ -113,16 +113,17 @@ class ShardLoader(torch.utils.data.IterableDataset):
 
     def __init__(self, data: PackedData, split: str, batch_size: int, *, shuffle: bool, seed: int = 0,
                  binarize: str = "none", drop_last: bool = False,
-                 context: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 1), buffer: int | None = None) -> None:
+                 context: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 1),
+                 shuffle_shards: int = SHUFFLE_SHARDS) -> None:
         idx = data._index(split)
         self.pack: Pack = data.pack  # type: ignore[assignment]
         self.positions = np.arange(len(data)) if idx is None else idx.numpy()  # sorted packed positions
         self.labels = data.labels
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.binarize, self.drop_last, self.context = binarize, drop_last, context
-        self.buffer = int(buffer) if buffer is not None else BUFFER_SHARDS * int(self.pack.counts.max())
-        if self.buffer < 1:
-            raise ConfigError(f"buffer must be a positive number of images, got {buffer!r}")
+        if isinstance(shuffle_shards, bool) or not isinstance(shuffle_shards, int) or shuffle_shards < 1:
+            raise ConfigError(f"shuffle_shards must be a positive number of shards, got {shuffle_shards!r}")
+        self.shuffle_shards = shuffle_shards
         # the split's positions in each shard (views of one sorted array)
         cuts = np.searchsorted(self.positions, self.pack.starts[1:])
         self.rows = np.split(self.positions, cuts)
@@ -134,13 +135,13 @@ class ShardLoader(torch.utils.data.IterableDataset):
         """The packed positions this rank reads in ``epoch``, in order."""
         if self.shuffle:
             rng = np.random.default_rng([self.seed, epoch, 17])
+            order = [int(s) for s in rng.permutation(len(self.rows)) if len(self.rows[s])]
             stream = np.empty(len(self.positions), dtype=np.int64)  # filled in place: one array of the split's size
             a = 0
-            for s in rng.permutation(len(self.rows)):
-                stream[a:a + len(self.rows[s])] = rng.permutation(self.rows[s])
-                a += len(self.rows[s])
-            for a in range(0, len(stream), self.buffer):
-                rng.shuffle(stream[a:a + self.buffer])  # in place, on the view
+            for g in range(0, len(order), self.shuffle_shards):
+                group = np.concatenate([self.rows[s] for s in order[g:g + self.shuffle_shards]])
+                stream[a:a + len(group)] = rng.permutation(group)
+                a += len(group)
         else:
             stream = self.positions
         if world > 1:  # equal contiguous pieces: a rank reads its own shards, no rank waits on a collective
