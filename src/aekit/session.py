@@ -402,12 +402,28 @@ def _pick(s: RunSession, o: dict, default_n: int | None):
         require_picture(2 * len(idx), "--indices", "give fewer image numbers", MAX_TITLED_IMAGES)
         return split, np.asarray(idx)
     n = o.get("n", default_n)
-    idx = np.arange(total if n is None else min(n, total))
+    idx = spread(s.split(split)[1], total if n is None else min(n, total))
     from .limits import MAX_TITLED_IMAGES, require_picture
 
     require_picture(2 * len(idx), f"{len(idx)} images of split {split!r} with their outputs", "use a smaller --n or --indices",
                     MAX_TITLED_IMAGES)
     return split, idx
+
+
+def spread(labels, n: int):
+    """The first ``n`` images of a split taken round-robin over its classes (the first image of each class, then
+    the second of each, ...), sorted: on class-ordered data ten default images are not ten cats. Unlabelled
+    images: the first n. Indices are the split's own, as everywhere (plot, report, explorer)."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    if n >= len(labels) or (labels < 0).all():
+        return np.arange(min(n, len(labels)))
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    rank = np.arange(len(labels)) - np.searchsorted(sorted_labels, sorted_labels)  # position within its class
+    pick = order[np.lexsort((sorted_labels, rank))][:n]  # rank-major, class-minor
+    return np.sort(pick)
 
 
 def _index(o: dict, key: str, default: int, total: int, split: str) -> int:
@@ -441,8 +457,11 @@ def _reconstruct(s: RunSession, o: dict):
 def _latent(s: RunSession, o: dict):
     from . import plots
 
+    from .explore.latent import require_method
+
     split = o.get("split", "test")
     method = o.get("method", "pca")
+    require_method(method)  # before anything is encoded
     d = s.code_size
     if "dims" in o:  # check options before the (slow) encoding
         if "method" in o:

@@ -13,6 +13,15 @@ import torch
 from ..errors import ConfigError, NoPriorError
 
 PROJECTIONS = ("pca", "tsne", "umap", "none")
+
+
+def require_method(method: str) -> None:
+    """Refuse a projection whose optional package is missing, before any encoding is done."""
+    import importlib.util
+
+    if method == "umap" and importlib.util.find_spec("umap") is None:
+        raise ConfigError("--method umap needs the optional umap-learn package: pip install 'aekit[umap]' "
+                          "(or umap-learn); or use pca or tsne")
 SOURCES = ("prior", "normal", "fitted")
 
 
@@ -106,11 +115,9 @@ def project(codes, method: str = "pca", seed: int = 0) -> np.ndarray:
         # one OpenMP thread: on a shared or busy CPU, spinning OpenMP workers made it 10x slower (measured)
         with threadpool_limits(limits=1, user_api="openmp"):
             return tsne.fit_transform(codes).astype(np.float32)
-    try:
-        import umap  # optional extra: its numba compile costs ~45 s per process
-    except ImportError:
-        raise ConfigError("--method umap needs the optional umap-learn package (pip install umap-learn); "
-                          "or use pca or tsne") from None
+    require_method(method)
+    import umap  # optional extra: its numba compile costs ~45 s per process
+
     return umap.UMAP(n_components=2, random_state=seed).fit_transform(codes).astype(np.float32)
 
 
