@@ -125,7 +125,9 @@ def test_sparsity_term_is_the_l1_of_the_code():
     x = torch.rand(4, 1, 8, 8)
     out = model(x)
     z = model.encode(x)
-    assert out.terms["sparsity"].item() == pytest.approx(1e-4 * z.abs().sum(1).mean().item(), rel=1e-5)
+    # the weight is per pixel (Keras's units); the loss is summed over the 64 pixels, so the penalty is too
+    weight = get("sparse-ae").presets["sparsity"]
+    assert out.terms["sparsity"].item() == pytest.approx(weight * 64 * z.abs().sum(1).mean().item(), rel=1e-5)
 
 
 def test_vae_kl_is_zero_at_the_prior():

@@ -23,7 +23,8 @@ def _input_options(p: argparse.ArgumentParser, split_default: str) -> None:
     p.add_argument("--image-size", type=c.size, default=None, metavar="H[xW]", help="resize the input images")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert the input to 1 or 3 channels")
     p.add_argument("--shape", type=c.shape3, default=None, metavar="CxHxW", help="shape of flat N x D arrays (default: the run's)")
-    p.add_argument("--batch-size", type=c.positive_int, default=None)
+    p.add_argument("--batch-size", type=c.positive_int, default=None, help="images per batch (default: anomaly 512, encode 4096, "
+                   "denoise 1024)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(split_default=split_default)
 
@@ -45,17 +46,21 @@ def add_commands(sub) -> None:
                                    "protocol on ODDS .mat files in the data folder (60/40 splits, unsupervised fit on "
                                    "train, test ROC-AUC and precision @ n, mean ± std over --seeds); PyOD's AE and VAE "
                                    "run beside when PyOD is installed.")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dataset", default="mnist", metavar="SPEC",
+                   help="image data set (default mnist), or odds:NAME,NAME for the ODDS tables")
+    p.add_argument("--data-dir", default=None, help="where datasets are found and cached (env AEKIT_DATA)")
     p.add_argument("--model", default=None, help="default conv-ae (one-class); ae,vae (odds: a comma list)")
     p.add_argument("--epochs", type=c.positive_int, default=None, help="default 5 (one-class); 30 (odds)")
     p.add_argument("--latent-dim", type=c.positive_int, default=None, help="default 32 (one-class); half the features, 1..16 (odds)")
     p.add_argument("--seeds", type=c.positive_int, default=3, help="odds: train/test splits (seeds 0..N-1)")
-    p.add_argument("--batch-size", type=c.positive_int, default=128)
-    p.add_argument("--lr", type=c.positive_float, default=1e-3)
-    p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"))
+    p.add_argument("--batch-size", type=c.positive_int, default=128, help="training images per batch (default 128; odds: the "
+                   "detector's own, 32, unless given)")
+    p.add_argument("--lr", type=c.positive_float, default=1e-3, help="Adam learning rate (default 0.001)")
+    p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"),
+                   help="anomaly score: recon = reconstruction MSE; elbo / nll: VAEs only")
     p.add_argument("--classes", type=c.int_list, default=None, metavar="0,1,...", help="default: every class")
-    p.add_argument("--seed", type=c.nonneg_int, default=0)
+    p.add_argument("--seed", type=c.nonneg_int, default=0, help="one-class: seed of the splits, weights and batches (odds: "
+                   "see --seeds)")
     p.add_argument("--runs", default=None, metavar="DIR", help="keep the per-class run folders here")
     p.add_argument("--out", default=None, metavar="JSON", help="write the results as JSON")
     p.add_argument("--markdown", default=None, metavar="MD", help="write the table as markdown")
@@ -78,7 +83,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="a folder (PNG files) or a .npy file (uint8 N x C x H x W)")
     p.add_argument("--noise", default=None, help="corrupt the input first (gaussian:0.5 | saltpepper:0.1 | mask:0.3)")
     p.add_argument("--save-input", action="store_true", help="PNG mode: also write the (noisy) inputs")
-    p.add_argument("--seed", type=c.nonneg_int, default=0)
+    p.add_argument("--seed", type=c.nonneg_int, default=0, help="seed of the --noise corruption")
     p.set_defaults(func=cmd_denoise)
 
     p = sub.add_parser("export", help="write encoder and decoder as ONNX (or TorchScript) files",
@@ -86,7 +91,8 @@ def add_commands(sub) -> None:
                                    "the weights they came from), into a new folder that replaces --out whole in one "
                                    "rename: a reader finds the old pair or the new one, never a mix.")
     p.add_argument("run", help="run folder")
-    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"),
+                   help="onnx (default; onnxruntime and other runtimes) or torchscript (torch.jit)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="a new or empty folder, or an earlier export (replaced); default RUN/export")
     p.set_defaults(func=cmd_export)

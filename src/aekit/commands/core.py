@@ -50,17 +50,23 @@ def add_commands(sub) -> None:
         add_train_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("summary", help="Keras-like layer table of a run or a registered model")
+    p = sub.add_parser("summary", help="Keras-like layer table of a run or a registered model",
+                       description="Print the layers, output shapes and parameter counts of a run folder's model, or "
+                                   "of a registered model built with the same model flags as `aekit train` (preview a "
+                                   "custom net before training it, as Keras's model.summary()).")
     p.add_argument("target", help="run folder or model name")
-    p.add_argument("--input-shape", type=c.shape3, default=(1, 28, 28), metavar="CxHxW", help="for a model name")
-    p.add_argument("--latent-dim", type=c.positive_int, default=None)
+    p.add_argument("--input-shape", type=c.shape3, default=(1, 28, 28), metavar="CxHxW",
+                   help="image shape for a model name (default 1x28x28; a run folder knows its own)")
+    if c.builds("summary"):
+        add_model_flags(p)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("demo", help="train a 2-D conv-vae on the bundled MNIST and report it")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=c.positive_int, default=3)
-    p.add_argument("--max-train-samples", type=c.positive_int, default=20000)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo; re-used when it holds a model)")
+    p.add_argument("--epochs", type=c.positive_int, default=3, help="training epochs (default 3)")
+    p.add_argument("--max-train-samples", type=c.positive_int, default=20000, metavar="N",
+                   help="train on a seeded subset of N images (default 20000)")
+    p.add_argument("--data-dir", default=None, help="where datasets are found and cached (env AEKIT_DATA)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -68,21 +74,28 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     """Flags of `aekit train`: the model and training flags are made from the config dataclasses' fields
     (type, default, help), so a new config field is a flag, a YAML key and a config.json entry at once."""
     from ..options import add_flags
-    from ..registry import MODELS
     from ..train.config import TrainConfig
 
     S = argparse.SUPPRESS  # options not given stay absent, so the config file and defaults can fill them
     p.add_argument("--config", default=None, metavar="YAML", help="options file (flags override it)")
     p.add_argument("--model", default=S, help="registered model name (see `aekit models`)")
     c.add_data_options(p)
+    add_model_flags(p)
+    add_flags(p.add_argument_group("training"), [TrainConfig])
+    p.add_argument("--out", default=S, help="run folder (default runs/MODEL-DATASET)")
+    p.add_argument("--resume", action="store_true", default=S, help="continue OUT from checkpoints/last.ckpt")
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per field of every registered family's config (`aekit train` and `aekit summary`)."""
+    from ..options import add_flags
+    from ..registry import MODELS
+
     fields = model_fields()
     everyone = len(MODELS)
     note = {k: ("" if len(v) == everyone else ", ".join(v)) for k, v in fields.items()}
     add_flags(p.add_argument_group("model (each applies to the models named in brackets, or to all)"),
               [e.cls.Config for e in MODELS.values()], skip=("input_shape",), note=note)
-    add_flags(p.add_argument_group("training"), [TrainConfig])
-    p.add_argument("--out", default=S, help="run folder (default runs/MODEL-DATASET)")
-    p.add_argument("--resume", action="store_true", default=S, help="continue OUT from checkpoints/last.ckpt")
 
 
 def _merged_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -214,13 +227,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from ..models.summary import summary
     from ..registry import build_model
 
+    overrides = {k: getattr(args, k) for k in model_fields() if hasattr(args, k)}  # flags given (absent otherwise)
     if Path(args.target).is_dir():
+        if overrides:
+            key = sorted(overrides)[0]
+            raise ConfigError(f"{args.target} is a run folder with its own architecture; --{key.replace('_', '-')} "
+                              "applies to a model name (aekit summary MODEL ...)", param=key)
         model = c.load_run(args.target).model
     else:
         if "/" in args.target or args.target.endswith(".json"):
             raise RunError(f"{args.target} is not a run folder")
-        extra = {"latent_dim": args.latent_dim} if args.latent_dim else {}
-        model = build_model(args.target, input_shape=args.input_shape, **extra)
+        from ..registry import get
+
+        bad = sorted(k for k in overrides if k not in get(args.target).cls.Config.__dataclass_fields__)
+        if bad:
+            raise ConfigError(f"{bad[0]} does not apply to model {args.target!r}", param=bad[0])
+        model = build_model(args.target, input_shape=args.input_shape, **overrides)
     print(summary(model))
     return 0
 

@@ -21,16 +21,17 @@ def add_commands(sub) -> None:
                                    "Inception FID.")
     p.add_argument("run", help="run folder")
     p.add_argument("--metrics", default=None, metavar="LIST", help=METRIC_HELP)
-    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"), help="split to score (default test)")
     p.add_argument("--iwae-samples", type=c.nonneg_int, default=None, metavar="K",
                    help="VAEs: importance samples of the NLL bound (default 5000 with --metrics nll; "
                         "given alone it adds nll)")
     p.add_argument("--nll-samples", type=c.positive_int, default=None, metavar="N", help="score the NLL on the first N images only")
     p.add_argument("--binarize", default="none", choices=("none", "static"),
                    help="score a seeded Bernoulli draw of the data (likelihoods on binarised MNIST)")
-    p.add_argument("--batch-size", type=c.positive_int, default=500)
+    p.add_argument("--batch-size", type=c.positive_int, default=500, help="images per batch (default 500)")
     p.add_argument("--max-samples", type=c.positive_int, default=None, metavar="N", help="first N images of the split only")
-    p.add_argument("--seed", type=c.nonneg_int, default=0)
+    p.add_argument("--seed", type=c.nonneg_int, default=0,
+                   help="seed of everything drawn at random (VAE posterior samples, --binarize, probe subsets)")
     p.add_argument("--data-dir", default=None, help="override the run's data directory")
     p.add_argument("--out", default=None, help="JSON file to write (default RUN/eval.json)")
     p.set_defaults(func=cmd_evaluate)
@@ -42,16 +43,16 @@ def add_commands(sub) -> None:
     p.add_argument("--dataset", required=True, metavar="SPEC", help="mnist | fashion-mnist | digits | ...")
     p.add_argument("--models", default="ae,deep-ae,conv-ae,dae,sparse-ae,vae,conv-vae,beta-vae", metavar="LIST",
                    help="comma list of registered models")
-    p.add_argument("--latent-dim", type=c.positive_int, default=16)
-    p.add_argument("--epochs", type=c.positive_int, default=5)
-    p.add_argument("--batch-size", type=c.positive_int, default=128)
+    p.add_argument("--latent-dim", type=c.positive_int, default=16, help="code size of every model (default 16)")
+    p.add_argument("--epochs", type=c.positive_int, default=5, help="training epochs per model (default 5)")
+    p.add_argument("--batch-size", type=c.positive_int, default=128, help="training images per batch (default 128)")
     p.add_argument("--time-budget", type=c.positive_float, default=None, metavar="MIN",
                    help="start no new training after MIN minutes (later models are listed as skipped)")
     p.add_argument("--max-train-samples", type=c.positive_int, default=None, metavar="N", help="train on a seeded subset")
     p.add_argument("--iwae-samples", type=c.positive_int, default=100, metavar="K", help="VAEs: IWAE samples of the NLL column")
     p.add_argument("--nll-samples", type=c.positive_int, default=1000, metavar="N", help="VAEs: test images scored for the NLL")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=c.nonneg_int, default=0)
+    p.add_argument("--data-dir", default=None, help="where datasets are found and cached (env AEKIT_DATA)")
+    p.add_argument("--seed", type=c.nonneg_int, default=0, help="seed of the splits, weights and batches (default 0)")
     p.add_argument("--out", default=None, help="bench folder (default bench/DATASET-zLATENT)")
     p.set_defaults(func=cmd_bench)
 

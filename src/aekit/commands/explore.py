@@ -41,15 +41,16 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default=None, metavar="PNG", help="picture to write (default RUN/figures/KIND.png); numbers go beside it as .json")
     p.add_argument("--seed", type=c.nonneg_int, default=0, help="subsampling, sampling and noise seed")
     p.add_argument("--data-dir", default=None, help="override the run's data directory")
-    p.add_argument("--batch-size", type=c.positive_int, default=1024)
+    p.add_argument("--batch-size", type=c.positive_int, default=1024, help="images per encode/decode batch (default 1024)")
     p.add_argument("--n", type=_count, default=S, metavar="N|all", help="how many images / codes / samples")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default=S, help="default test")
     p.add_argument("--indices", type=c.int_list, default=S, metavar="I,J,..", help="images of the split to show")
     p.add_argument("--method", choices=("pca", "tsne", "umap", "none"), default=S, help="latent: projection of wide codes")
     p.add_argument("--dims", type=c.int_list, default=S, metavar="I,J[,K]", help="raw code dimensions to plot")
     p.add_argument("--a", type=c.nonneg_int, default=S, metavar="IDX", help="image index in the split")
-    p.add_argument("--b", type=c.nonneg_int, default=S, metavar="IDX")
-    p.add_argument("--c", type=c.nonneg_int, default=S, metavar="IDX")
+    p.add_argument("--b", type=c.nonneg_int, default=S, metavar="IDX",
+                   help="second image index (interpolate: the end; arithmetic: a - b)")
+    p.add_argument("--c", type=c.nonneg_int, default=S, metavar="IDX", help="third image index (arithmetic: a - b + c)")
     p.add_argument("--classes", default=S, metavar="A,B,C", help="arithmetic A - B + C on class means (names or label numbers)")
     p.add_argument("--expr", default=S, metavar="EXPR",
                    help="arithmetic: any signed combination of images and class means, e.g. '3 - 5 + 8', "

@@ -19,7 +19,7 @@ def summary_rows(model) -> list[tuple[str, str, str, int]]:
                      sum(p.numel() for p in mod.parameters(recurse=False))))
 
     for mod in model.modules():
-        if not list(mod.children()):
+        if not list(mod.children()) and not isinstance(mod, nn.Identity):  # a layer that does nothing is no row
             hooks.append(mod.register_forward_hook(hook))
     was_training = model.training
     model.eval()
@@ -42,7 +42,7 @@ def summary(model) -> str:
     body = [(f"{path} ({kind})", shape, f"{n:,}") for path, kind, shape, n in rows]
     w = [max(len(r[i]) for r in [head, *body]) + 2 for i in range(3)]
     line = "=" * sum(w)
-    out = [f'Model: "{model.name}"  input {tuple(model.input_shape)}  latent {model.latent_dim}', line,
+    out = [f'Model: "{model.name}"  input {tuple(model.input_shape)}  code {tuple(model.code_shape)}', line,
            "".join(h.ljust(w[i]) for i, h in enumerate(head)), line]
     out += ["".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in body]
     out += [line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",

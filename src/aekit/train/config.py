@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..options import from_dict, opt
 
-PRECISIONS = ("32", "bf16-mixed", "16-mixed", "64")
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed", "64")
 BINARIZE = ("none", "dynamic", "static")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -19,15 +19,19 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = opt(20, "training epochs")
-    batch_size: int = opt(128, "images per batch")
+    batch_size: int = opt(128, "images per batch and process (the global batch is batch-size x devices x num-nodes)")
     lr: float = opt(1e-3, "Adam learning rate")
     weight_decay: float = opt(0.0, "Adam weight decay")
     schedule: str = opt("none", "learning-rate schedule (cosine: decay over the epochs)", choices=("none", "cosine"))
     grad_clip: float = opt(0.0, "clip each optimizer's gradient norm to this value, 0: off")
     patience: int = opt(10, "early stopping on the validation loss after this many epochs without progress, 0: off")
     seed: int = opt(0, "seed of the splits, initial weights and batches")
-    precision: str = opt("32", "numeric precision", choices=PRECISIONS)
-    devices: int = opt(1, "processes/GPUs")
+    precision: str = opt("auto", "numeric precision; auto: bf16-mixed where the hardware computes in bf16 (GPUs of compute "
+                                 "capability 8+, CPUs with AVX-512-BF16 or AMX), 16-mixed on older GPUs, else 32 "
+                                 "(config.json records it as train.precision_used)", choices=PRECISIONS)
+    devices: int = opt(1, "processes (GPUs) per node; several train with DDP")
+    num_nodes: int = opt(1, "machines the run spans, --devices processes on each (started by SLURM or torchrun: "
+                            "docs/scaling.md)")
     strategy: str = opt("auto", "several processes: ddp (gloo on CPU, NCCL on GPUs)", choices=STRATEGIES)
     accelerator: str = opt("auto", "where to train", choices=ACCELERATORS)
     binarize: str = opt("none", "Bernoulli-binarise the data: resample every batch (dynamic) or once, seeded (static)",
@@ -39,9 +43,10 @@ class TrainConfig:
     checkpoint_minutes: float = opt(10.0, "also save the resume checkpoint every M minutes of training, mid-epoch "
                                           "(it is always saved at the end of each epoch); 0: off", metavar="M")
     progress: bool = opt(True, "progress bar")
+    log_epochs: bool = opt(True, "print one line per epoch: losses, loss terms, seconds")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "devices"):
+        for name in ("epochs", "batch_size", "devices", "num_nodes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}", param=name)

@@ -84,6 +84,11 @@ class LitAutoencoder(L.LightningModule):
         self._sums[split] = values if split not in self._sums else self._sums[split] + values
         self._counts[split] = self._counts.get(split, 0) + n
 
+    def running_loss(self) -> float | None:
+        """Mean training loss of the epoch so far (this process), for the progress bar; None before a step."""
+        sums, n = self._sums.get("train"), self._counts.get("train", 0)
+        return float(sums[0]) / n if sums is not None and n else None
+
     def _reset(self, split: str) -> None:
         self._sums.pop(split, None)
         self._counts[split] = 0
@@ -139,9 +144,18 @@ class LitAutoencoder(L.LightningModule):
     # --- resuming mid-epoch ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The running sums of the epoch in progress go into every checkpoint: a run resumed mid-epoch reports
-        the same epoch means as an unbroken one (plain data: tensors, numbers and strings, for weights_only)."""
+        the same epoch means as an unbroken one (plain data: tensors, numbers and strings, for weights_only).
+        With several processes the sums are first added up over the ranks (every rank saves together: a
+        collective is safe here), so the checkpoint holds the whole epoch so far whatever the number of processes
+        it is resumed with; rank 0 takes them back and the other ranks start from zero (on_load_checkpoint)."""
+        sums, counts = {}, dict(self._counts)
+        for split, values in self._sums.items():  # the same splits in the same order on every rank
+            both = torch.cat([values.detach(), torch.tensor([float(counts[split])], device=values.device)])
+            if self.trainer.world_size > 1:
+                both = self.trainer.strategy.reduce(both, reduce_op="sum")
+            sums[split], counts[split] = both[:-1].cpu().clone(), int(round(float(both[-1])))
         checkpoint["aekit_epoch"] = {
-            "sums": {k: v.detach().cpu() for k, v in self._sums.items()}, "counts": dict(self._counts),
+            "sums": sums, "counts": counts,
             "keys": {k: list(v) for k, v in self._keys.items()}, "skipped": self.skipped,
             "seconds": time.perf_counter() - self._epoch_start,
         }
@@ -151,6 +165,9 @@ class LitAutoencoder(L.LightningModule):
         if state is None:  # a checkpoint from before mid-epoch resuming: it was saved at an epoch's end
             return
         self._sums, self._counts = dict(state["sums"]), dict(state["counts"])
+        if self.trainer.global_rank > 0:  # rank 0 carries every rank's sums so far (on_save_checkpoint)
+            self._sums = {k: torch.zeros_like(v) for k, v in self._sums.items()}
+            self._counts = {k: 0 for k in self._counts}
         self._keys, self.skipped = {k: list(v) for k, v in state["keys"].items()}, int(state["skipped"])
         self._resumed_seconds = float(state["seconds"])
 

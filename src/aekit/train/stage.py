@@ -152,6 +152,7 @@ def train_stage(run_dir: str | Path, name: str | None = None, cfg: TrainConfig |
                                  resume_command=f"aekit train-stage {run_dir} --stage {name} --resume")
     trainer = make_trainer(out, cfg, callbacks)
     trainer_ref["t"] = trainer
+    entry["train"]["precision_used"] = trainer.precision  # what --precision (auto by default) resolved to here
     lit = LitAutoencoder(stage, cfg)
 
     from .trainer import fit_and_keep_best

@@ -39,6 +39,10 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
             if trainer.is_global_zero:
                 self.rows.append({**row, "epoch": int(row["epoch"])})
                 write_csv(run_dir / METRICS, self.rows)
+                if cfg.log_epochs:
+                    line = epoch_line(row, trainer.max_epochs)
+                    bar = trainer.progress_bar_callback
+                    bar.print(line) if bar is not None else print(line, flush=True)  # above a live bar, not into it
 
     class RelocatableCheckpoint(ModelCheckpoint):
         """Lightning stores absolute paths in its checkpoint state and drops the best score when the folder
@@ -66,9 +70,32 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
     cbs = [EpochCSV(), RngState(), StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"), ckpt, points]
     if cfg.patience:
         cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
+    class LossBar(TQDMProgressBar):
+        """Lightning's bar with the epoch's running training loss (read only when the bar redraws)."""
+
+        def get_metrics(self, trainer, pl_module) -> dict:
+            metrics = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}
+            loss = pl_module.running_loss() if hasattr(pl_module, "running_loss") else None
+            return {**metrics, "loss": f"{loss:.4g}"} if loss is not None else metrics
+
     if cfg.progress:
-        cbs.append(TQDMProgressBar(refresh_rate=max(1, n_batches // 25)))  # few redraws: each costs a step
+        cbs.append(LossBar(refresh_rate=max(1, n_batches // 25)))  # few redraws: each costs a step
     return cbs, ckpt
+
+
+def epoch_line(row: dict[str, float], epochs: int | None) -> str:
+    """One line per epoch: 'epoch 3/10  train 45.12 (recon 40.01, kl 5.11)  val 44.10  1.2s' -- the losses and
+    the loss terms (a one-term loss shows no breakdown)."""
+    def terms(split: str) -> str:
+        parts = [f"{k[len(split) + 6:]} {v:.4g}" for k, v in row.items() if k.startswith(f"{split}_loss_")]
+        return f" ({', '.join(parts)})" if len(parts) > 1 else ""
+
+    text = f"epoch {int(row['epoch']) + 1}/{epochs}  train {row['train_loss']:.4g}{terms('train')}"
+    if "val_loss" in row:
+        text += f"  val {row['val_loss']:.4g}"
+    if row.get("skipped_steps"):
+        text += f"  skipped {int(row['skipped_steps'])} steps"
+    return text + f"  {row['seconds']:.1f}s"
 
 
 def _logger(run_dir: Path):
@@ -86,6 +113,8 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*(does not have many workers|num_workers|LeafSpec|isinstance\(treespec|Checkpoint directory .* exists and is not empty).*")
+    # DDP: the epoch means are reduced over the ranks before they are logged (module.epoch_metrics)
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
 
 
 def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
@@ -93,10 +122,13 @@ def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
     import lightning as L
 
     from .checkpoints import AtomicCheckpointIO
+    from .hardware import choose_precision
 
+    # auto: what this machine computes fast (train/hardware.py); config.json records it as train.precision_used
+    precision = choose_precision(cfg.precision, cfg.accelerator, warn=_launched_rank() == 0)
     return L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        precision=cfg.precision, callbacks=callbacks, logger=_logger(out), default_root_dir=str(out),
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=precision, callbacks=callbacks, logger=_logger(out), default_root_dir=str(out),
         plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary name, fsync, rename
         enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=10**9, deterministic=True, use_distributed_sampler=False,
@@ -104,8 +136,9 @@ def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
 
 
 def _launched_rank() -> int:
-    """The global rank this process was started as (DDP children re-run the command with these set)."""
-    for var in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+    """The global rank this process was started as (DDP children re-run the command with these set; torchrun sets
+    RANK, srun SLURM_PROCID: one task per process, docs/scaling.md)."""
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
         if int(os.environ.get(var, "0") or 0) > 0:
             return 1
     return 0
@@ -154,8 +187,10 @@ def fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, o
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from .checkpoints import StopOnSignal
+    from .distributed import PeerWatch
 
     stopper = next(cb for cb in trainer.callbacks if isinstance(cb, StopOnSignal))
+    peers = PeerWatch(trainer, stopper)  # several processes: one of them gone is a one-line RunError
     start = time.perf_counter()
     with stopper.handlers():  # SIGINT/SIGTERM: finish the step, save last.ckpt, raise Stopped
         try:
@@ -165,6 +200,11 @@ def fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, o
         except SIGTERMException:  # Lightning's own, when SIGTERM came before our handler replaced its handler
             stopper.signum = stopper.signum or signal.SIGTERM
             raise stopper.stopped(trainer) from None
+        except RuntimeError as exc:  # a collective whose peer process is gone (killed, out of memory, node lost)?
+            lost = peers.lost(exc)
+            if lost is None:
+                raise
+            raise lost from None
     seconds = time.perf_counter() - start
     if not trainer.is_global_zero:
         return None
@@ -175,6 +215,11 @@ def fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, o
     lit.model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     rows = read_metrics(out / METRICS)
     best_score = ckpt.best_model_score
+    early = trainer.early_stopping_callback
+    if early is not None and early.stopped_epoch and rows:  # say why training ended before --epochs
+        top = min(rows, key=lambda r: r.get(monitor, float("inf")))
+        print(f"stopped early at epoch {early.stopped_epoch + 1}: {monitor} did not improve for {early.patience} "
+              f"epochs; best epoch {int(top['epoch']) + 1} ({monitor} {top[monitor]:.4g}) is the one kept", flush=True)
     return {
         "epochs_completed": len(rows),
         "best_epoch": int(min(rows, key=lambda r: r.get(monitor, float("inf")))["epoch"]) if rows else None,
@@ -230,7 +275,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     lit = LitAutoencoder(model, cfg)
 
     layout = list(model.make_optimizers(cfg))  # the optimizer layout, e.g. ["model"] or VAE-GAN's three
-    if len(layout) > 1 and (cfg.devices > 1 or cfg.strategy != "auto"):
+    if len(layout) > 1 and (cfg.devices > 1 or cfg.num_nodes > 1 or cfg.strategy != "auto"):
         # DDP's reducer wants every parameter's gradient from each backward pass; a several-optimizer recipe
         # back-propagates each loss into its own network only (module.Step)
         raise ConfigError(f"{model.name} trains with {len(layout)} optimizers ({', '.join(layout)}), which runs on one "
@@ -243,7 +288,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
         "data": {**{("fold_shape" if k == "shape" else k): v for k, v in (data_options or {"spec": data.name}).items()},
                  "shape": list(data.shape), **data.record(),  # its kind and scaling (a table: the scaler)
                  "class_names": list(data.class_names), "sizes": {k: int(len(v)) for k, v in data.splits.items()}},
-        "train": {**cfg.to_dict(), "optimizers": layout},
+        "train": {**cfg.to_dict(), "optimizers": layout, "precision_used": trainer.precision},  # precision: as asked
         "status": "running",
     }
     if resume:
