@@ -125,6 +125,7 @@ def _activations(probe, input_shape: tuple[int, ...]) -> int | None:
     leaves = [m for m in probe.modules() if not any(True for _ in m.children())]
     hooks = [m.register_forward_hook(count) for m in leaves]
     try:
+        probe.eval()  # batch norm in training mode refuses a batch of one
         with torch.device("meta"):
             probe.forward_batch(torch.rand(1, *input_shape), torch.zeros(1, dtype=torch.long))
     except Exception:  # noqa: BLE001 -- an op without a meta kernel: no estimate, the batch check falls back
