@@ -366,6 +366,8 @@ def _check_picture(kind: str, o: dict, code_size: int) -> None:
 
     if kind in MODES and o.get("mode", MODES[kind][0]) not in MODES[kind]:
         raise ConfigError(f"{kind} --mode is {' or '.join(MODES[kind])}, got {o['mode']!r}")
+    if kind == "traverse" and o.get("mode") == "max" and "steps" in o:
+        raise ConfigError("--steps does not apply to traverse --mode max")
     if kind == "sample":
         require_picture(o.get("n") or 64, "plot sample --n", "use a smaller --n")
     elif kind == "manifold" and "range" in o:
@@ -529,14 +531,14 @@ def _manifold(s: RunSession, o: dict):
     from .explore import axis_values, manifold, prior_quantiles
 
     dims = _check_dims(o.get("dims", (0, 1)), s.code_size, 2)
-    _, codes = s.sample(o.get("split", "test"), PROJECTION_SUBSAMPLE)  # the held code values and the codes' extent
-    if "step" in o and "range" not in o:
+    if "step" in o and "range" not in o:  # option checks first: nothing is encoded (or cached) for a refusal
         raise ConfigError("--step needs --range LO HI")
+    if "range" in o and "n" in o:
+        raise ConfigError("give either --range LO HI [--step S] or --n (points per axis), not both")
     if "range" in o:
-        if "n" in o:
-            raise ConfigError("give either --range LO HI [--step S] or --n (points per axis), not both")
         xs = ys = axis_values(o["range"][0], o["range"][1], o.get("step", 1.0))  # size checked in _check_picture
-    else:
+    _, codes = s.sample(o.get("split", "test"), PROJECTION_SUBSAMPLE)  # the held code values and the codes' extent
+    if "range" not in o:
         n = o.get("n", 15) or 15
         if s.model.has_prior:  # a flat code's prior is N(0, I): quantiles of N(0, 1) give each cell equal mass
             xs = ys = prior_quantiles(n)
