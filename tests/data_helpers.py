@@ -1,4 +1,5 @@
-"""Writers for small but real data files (IDX, gzip, npz, npy, PNG folders, csv) used by test_data.py."""
+"""Shared test helpers: writers for small but real data files (IDX, gzip, npz, npy, PNG folders, csv), and the
+CLI helpers every test of bad input uses (run a command in-process, snapshot a folder, train a tiny run)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,39 @@ def one_line(exc_type, fn, *words) -> str:
     for w in words:
         assert w in msg, f"{w!r} not in {msg!r}"
     return msg
+
+
+# ---- the CLI, in-process ------------------------------------------------------------------------------------
+
+def cli(capsys, *argv):
+    """(exit code, stdout, stderr) of ``aekit ARGV`` run in-process; arguments may be paths or numbers."""
+    from aekit.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes: equal snapshots mean nothing new or changed on disk."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def train_run(folder: Path, data_dir: Path, *argv) -> Path:
+    """Train ``aekit train ARGV`` into ``folder/run`` (a module fixture's finished run) and return its path."""
+    from aekit.cli import main
+
+    out = folder / "run"
+    assert main(["train", *map(str, argv), "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    return out
+
+
+def copy_run(run: Path, tmp_path: Path, *ignore: str) -> Path:
+    """A fresh copy of a finished run (``tmp_path/copy``) for a test that damages it; ``ignore``: names left out."""
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "copy", ignore=shutil.ignore_patterns(*ignore) if ignore else None))
+

@@ -16,7 +16,6 @@ import json
 import math
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings

@@ -16,24 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aekit.cli import main
 
-from data_helpers import write_idx
+from data_helpers import cli, snapshot, train_run, write_idx
 
 BASE = ["--model", "ae", "--dataset", "digits", "--latent-dim", "2", "--hidden-dims", "16", "--no-progress"]
-
-
-def cli(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def assert_one_line(code, err, *words):
@@ -48,9 +34,7 @@ def assert_one_line(code, err, *words):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_dir):
     """A finished 1-epoch run on 8x8 digits (a 2-D code)."""
-    out = tmp_path_factory.mktemp("bad-input") / "run"
-    assert main(["train", *BASE, "--epochs", "1", "--out", str(out), "--data-dir", str(data_dir)]) == 0
-    return out
+    return train_run(tmp_path_factory.mktemp("bad-input"), data_dir, *BASE, "--epochs", "1")
 
 
 # ---- generated damage to every data format a run reads -----------------------------------------------------

@@ -20,19 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from aekit.cli import main
 from aekit.fileio import sha256_file
+from data_helpers import cli, train_run
 
 BASE = ["--model", "ae", "--dataset", "digits", "--latent-dim", "2", "--hidden-dims", "16", "--no-progress"]
-
-
-def cli(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def screen(err: str) -> list[str]:
@@ -63,9 +54,7 @@ def env(data_dir) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("outputs") / "run"
-    assert main(["train", *BASE, "--epochs", "1", "--out", str(out), "--data-dir", str(data_dir)]) == 0
-    return out
+    return train_run(tmp_path_factory.mktemp("outputs"), data_dir, *BASE, "--epochs", "1")
 
 
 @pytest.fixture

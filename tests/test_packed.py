@@ -23,16 +23,7 @@ from aekit.cli import main
 from aekit.data import load_data
 from aekit.data.packed import Pack, write_pack
 from aekit.errors import ConfigError, DataError
-from data_helpers import one_line
-
-
-def cli(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from data_helpers import cli, one_line
 
 
 @pytest.fixture(scope="module")

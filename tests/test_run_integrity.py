@@ -13,37 +13,21 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aekit.cli import describe, main
+from aekit.cli import describe
+from data_helpers import cli, copy_run, snapshot, train_run
 
 BASE = ["--model", "ae", "--dataset", "digits", "--latent-dim", "2", "--hidden-dims", "16", "--no-progress"]
-
-
-def cli(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
 def run2(tmp_path_factory, data_dir):
     """A finished 2-epoch run, copied fresh for each test that damages it."""
-    out = tmp_path_factory.mktemp("integrity") / "run"
-    assert main(["train", *BASE, "--epochs", "2", "--out", str(out), "--data-dir", str(data_dir)]) == 0
-    return out
+    return train_run(tmp_path_factory.mktemp("integrity"), data_dir, *BASE, "--epochs", "2")
 
 
 @pytest.fixture
 def run_copy(run2, tmp_path):
-    dest = tmp_path / "copy"
-    shutil.copytree(run2, dest)
-    return dest
+    return copy_run(run2, tmp_path)
 
 
 DAMAGE = {

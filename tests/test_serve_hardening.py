@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -31,36 +30,23 @@ uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 from PIL import Image  # noqa: E402
 
-from aekit.cli import main  # noqa: E402
 from aekit.serve.app import MAX_PIXELS, MAX_UPLOAD_BYTES, create_app, is_every_interface, is_loopback  # noqa: E402
 from aekit.train import load_run  # noqa: E402
+from data_helpers import cli, copy_run, train_run  # noqa: E402
 
 BASE = ["--model", "ae", "--dataset", "digits", "--latent-dim", "3", "--hidden-dims", "16", "--no-progress"]
 WAIT = 60  # a safety net against a hang (a regression blocking the event loop), never a measured threshold
 
 
-def cli(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def run3(tmp_path_factory, data_dir):
     """A finished 2-epoch AE with a 3-D code (so the map is a real projection), copied by tests that damage it."""
-    out = tmp_path_factory.mktemp("hardening") / "run"
-    assert main(["train", *BASE, "--epochs", "2", "--out", str(out), "--data-dir", str(data_dir)]) == 0
-    return out
+    return train_run(tmp_path_factory.mktemp("hardening"), data_dir, *BASE, "--epochs", "2")
 
 
 @pytest.fixture
 def run_copy(run3, tmp_path):
-    dest = tmp_path / "copy"
-    shutil.copytree(run3, dest, ignore=shutil.ignore_patterns("cache"))
-    return dest
+    return copy_run(run3, tmp_path, "cache")
 
 
 @contextmanager

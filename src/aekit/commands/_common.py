@@ -44,6 +44,14 @@ positive_int = _whole(1)  # '64' -> 64; zero, negatives and non-numbers are argu
 nonneg_int = _whole(0)  # '0' -> 0; negatives and non-numbers are argument errors
 
 
+def seed(text: str) -> int:
+    """A seed in [0, 2**32), the range TrainConfig takes and every RNG (torch, numpy, python) accepts."""
+    n = nonneg_int(text)
+    if n >= 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32), got {text!r}")
+    return n
+
+
 def finite_float(text: str) -> float:
     """A finite number: nan and inf are argument errors."""
     import math

@@ -59,7 +59,7 @@ def add_commands(sub) -> None:
     p.add_argument("--score", default="recon", choices=("recon", "elbo", "nll"),
                    help="anomaly score: recon = reconstruction MSE; elbo / nll: VAEs only")
     p.add_argument("--classes", type=c.int_list, default=None, metavar="0,1,...", help="default: every class")
-    p.add_argument("--seed", type=c.nonneg_int, default=0, help="one-class: seed of the splits, weights and batches (odds: "
+    p.add_argument("--seed", type=c.seed, default=0, help="one-class: seed of the splits, weights and batches (odds: "
                    "see --seeds)")
     p.add_argument("--runs", default=None, metavar="DIR", help="keep the per-class run folders here")
     p.add_argument("--out", default=None, metavar="JSON", help="write the results as JSON")
@@ -83,7 +83,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="a folder (PNG files) or a .npy file (uint8 N x C x H x W)")
     p.add_argument("--noise", default=None, help="corrupt the input first (gaussian:0.5 | saltpepper:0.1 | mask:0.3)")
     p.add_argument("--save-input", action="store_true", help="PNG mode: also write the (noisy) inputs")
-    p.add_argument("--seed", type=c.nonneg_int, default=0, help="seed of the --noise corruption")
+    p.add_argument("--seed", type=c.seed, default=0, help="seed of the --noise corruption")
     p.set_defaults(func=cmd_denoise)
 
     p = sub.add_parser("export", help="write encoder and decoder as ONNX (or TorchScript) files",

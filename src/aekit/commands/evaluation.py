@@ -30,7 +30,7 @@ def add_commands(sub) -> None:
                    help="score a seeded Bernoulli draw of the data (likelihoods on binarised MNIST)")
     p.add_argument("--batch-size", type=c.positive_int, default=500, help="images per batch (default 500)")
     p.add_argument("--max-samples", type=c.positive_int, default=None, metavar="N", help="first N images of the split only")
-    p.add_argument("--seed", type=c.nonneg_int, default=0,
+    p.add_argument("--seed", type=c.seed, default=0,
                    help="seed of everything drawn at random (VAE posterior samples, --binarize, probe subsets)")
     p.add_argument("--data-dir", default=None, help="override the run's data directory")
     p.add_argument("--out", default=None, help="JSON file to write (default RUN/eval.json)")
@@ -52,7 +52,7 @@ def add_commands(sub) -> None:
     p.add_argument("--iwae-samples", type=c.positive_int, default=100, metavar="K", help="VAEs: IWAE samples of the NLL column")
     p.add_argument("--nll-samples", type=c.positive_int, default=1000, metavar="N", help="VAEs: test images scored for the NLL")
     p.add_argument("--data-dir", default=None, help="where datasets are found and cached (env AEKIT_DATA)")
-    p.add_argument("--seed", type=c.nonneg_int, default=0, help="seed of the splits, weights and batches (default 0)")
+    p.add_argument("--seed", type=c.seed, default=0, help="seed of the splits, weights and batches (default 0)")
     p.add_argument("--out", default=None, help="bench folder (default bench/DATASET-zLATENT)")
     p.set_defaults(func=cmd_bench)
 

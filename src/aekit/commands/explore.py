@@ -39,7 +39,7 @@ def add_commands(sub) -> None:
     p.add_argument("kind", metavar="KIND", help="see the list above")
     p.add_argument("run", help="run folder")
     p.add_argument("--out", default=None, metavar="PNG", help="picture to write (default RUN/figures/KIND.png); numbers go beside it as .json")
-    p.add_argument("--seed", type=c.nonneg_int, default=0, help="subsampling, sampling and noise seed")
+    p.add_argument("--seed", type=c.seed, default=0, help="subsampling, sampling and noise seed")
     p.add_argument("--data-dir", default=None, help="override the run's data directory")
     p.add_argument("--batch-size", type=c.positive_int, default=1024, help="images per encode/decode batch (default 1024)")
     p.add_argument("--n", type=_count, default=S, metavar="N|all", help="how many images / codes / samples")

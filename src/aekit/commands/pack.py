@@ -24,7 +24,7 @@ def add_commands(sub) -> None:
                         "in memory)")
     p.add_argument("--image-size", type=c.size, default=None, metavar="H[xW]", help="resize the images")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert to 1 or 3 channels")
-    p.add_argument("--seed", type=c.nonneg_int, default=0, help="seed of the shuffle (and of a source's sampling)")
+    p.add_argument("--seed", type=c.seed, default=0, help="seed of the shuffle (and of a source's sampling)")
     p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
                    help="keep the source's order (a class-sorted source then gives one-class shards)")
     g = p.add_argument_group("source options")
