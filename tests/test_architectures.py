@@ -132,7 +132,7 @@ def test_summary_previews_the_articles_nets_with_their_keras_parameter_counts(ca
     assert main(["summary", "conv-ae", "--input-shape", "3x32x32", "--latent-dim", "5"]) == 0
     assert "code (5,)" in capsys.readouterr().out
     assert "--code does not apply to model 'vae'" in fail(["summary", "vae", "--code", "conv"], capsys)
-    assert "--code conv needs arch conv" in fail(["summary", "ae", "--code", "conv"], capsys)
+    assert "--code conv needs --arch conv" in fail(["summary", "ae", "--code", "conv"], capsys)
     run = tmp_path / "not-a-model-name"
     run.mkdir()
     assert "run folder" in fail(["summary", str(run), "--filters", "8"], capsys)
@@ -171,6 +171,17 @@ def test_conv_codes_train_from_the_cli_and_are_spatial_everywhere(conv_code_runs
     assert main(["plot", "density", str(conv_code_runs[key]), "--out", str(tmp_path / "density.png")]) == 0
     assert len(json.loads((tmp_path / "density.json").read_text())["mean"]) == math.prod(shape)
     assert f"spatial code {shape}" in fail(["plot", "traverse", str(conv_code_runs[key]), "--mode", "max"], capsys)
+    # the reconstruction row shows each code as its maps (a (1, 7, 7) code is one 7x7 picture)
+    from aekit.session import RunSession
+
+    fig, _ = RunSession.open(conv_code_runs[key]).figure("reconstruct", {"n": 4})
+    assert [ax.get_ylabel() for ax in fig.axes[:: len(fig.axes) // 3]] == ["original", "code " + "x".join(map(str, shape)),
+                                                                            "reconstruction"]
+    # the PCA baseline has as many numbers as the code (D*h*w), not D
+    from aekit.evaluate import evaluate_metrics
+
+    pca = evaluate_metrics(run.model, run.data(), ["pca"])
+    assert pca["pca_components"] == math.prod(shape)
 
 
 def test_the_explorer_serves_a_conv_code(conv_code_runs):

@@ -98,6 +98,9 @@ def test_two_processes_equal_one_process_with_the_same_global_batch_and_rank_0_a
     said = log.read_text()
     assert said.count("run folder:") == 1 and "Traceback" not in said  # rank 1 printed no result
     assert "sync_dist" not in said  # Lightning's advice does not apply: the epoch means are reduced before logging
+    # rank 0 alone speaks: one start line, aekit's own "training ..." line once, no warning from Lightning or torch
+    assert said.count("training on 2 processes × 1 node (ddp, gloo)\n") == 1 and said.count("training ae on") == 1, said
+    assert "Warning" not in said and "GLOBAL_RANK" not in said, said
     run = cwd / "run"
     assert_same_training(one_process, run)
     # rank 0 alone wrote: nothing beside the run folder (no lightning_logs/), the files of a one-process run in it

@@ -19,9 +19,18 @@ def test_demo_trains_reports_and_reuses(tmp_path, capsys, data_dir):
     stdout = capsys.readouterr().out
     assert f"run folder: {out}" in stdout and "elbo" in stdout and f"report: {out / 'report.html'}" in stdout
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model"]["name"] == "conv-vae" and cfg["model"]["config"]["latent_dim"] == 2
+    assert cfg["model"]["name"] == "vae" and cfg["model"]["config"]["latent_dim"] == 2
+    assert cfg["model"]["config"]["hidden_dims"] == [512, 256]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5 and "http://" not in html and "https://" not in html
+    assert html.index("alt='manifold'") < html.index("alt='latent'") < html.index("alt='reconstruct'")
+    # every aekit command among the printed next steps parses (a renamed flag would fail here)
+    from aekit.cli import build_parser
+
+    steps = [line.split("   ")[0].split() for line in stdout.split("next steps:\n")[1].splitlines()]
+    assert len(steps) >= 4
+    for cmd in (s for s in steps if s[0] == "aekit"):
+        build_parser().parse_args(cmd[1:])
     before = (out / "model.safetensors").read_bytes()
     assert main(["demo", "--out", str(out)]) == 0  # second call re-uses the run
     assert "re-using it" in capsys.readouterr().out

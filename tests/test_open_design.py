@@ -363,7 +363,7 @@ def test_report_embeds_what_applies_and_lists_the_rest(runs, capsys):
         shown = set(re.findall(r"<img alt='(\w+)'", html))
         skipped = dict(re.findall(r"<li><b>(\w+)</b>: ([^<]+)</li>", html))
         expected = APPLIES["vq" if key.startswith("vq") else "grid"] - ({"sample"} if key == "vq-noprior" else set())
-        assert shown == expected and set(skipped).isdisjoint(shown) and len(shown) + len(skipped) == 14
+        assert shown == expected and set(skipped).isdisjoint(shown) and len(shown) + len(skipped) == 15  # + features (tables)
         assert all(reason.strip() for reason in skipped.values())
         for uri in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html):
             assert png_array(base64.b64decode(uri)).astype(float).std() > 10

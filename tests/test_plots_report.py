@@ -67,7 +67,8 @@ def test_plot_kind_writes_picture_and_numbers(trained_run, tmp_path, capsys, kin
     elif kind == "curves":
         assert [r["epoch"] for r in numbers["epochs"]] == [0, 1, 2]
     elif kind == "defects":
-        assert numbers["area_ratio"] >= 1 and 0 <= numbers["gap_fraction"] <= 1
+        assert numbers["area_ratio"] >= 1 and 0 <= numbers["gap_mass"] <= 1 and numbers["asymmetry"] >= 0
+        assert np.mean(numbers["in_gap"]) == pytest.approx(numbers["gap_mass"]) and len(numbers["samples"]) == 2000
     elif kind == "slice3d":
         assert np.asarray(numbers["points"]).shape[1] == 3
 
@@ -137,6 +138,9 @@ def test_report_embeds_every_figure_offline(trained_run, model, dim, n_figures):
     if dim < 3:
         assert "3 code dimensions" in skipped["slice3d"]
     assert "train_loss" in html and model in html
+    # it opens with the decoded plane and the latent map; the per-epoch table comes after the figures
+    assert re.findall(r"<img alt='(\w+)'", html)[:3] == ["manifold", "latent", "reconstruct"]
+    assert html.index("<h2>Metrics per epoch</h2>") > html.rindex("<img alt=")
 
 
 def test_report_cli(trained_run, capsys):

@@ -264,7 +264,7 @@ def test_evaluate_skips_what_does_not_apply_with_a_reason(mnist_run, trained_run
     assert default_metrics(run.model) == ("mse", "bce", "psnr", "ssim", "codebook", *bits)
     m = evaluate_metrics(run.model, run.data(), "mse,nll,kl,pca,codebook", max_samples=100, skip_inapplicable=True)
     assert set(m["skipped"]) == {"nll", "kl", "pca"} and "needs a VAE" in m["skipped"]["nll"]
-    assert "spatial code (8, 7, 7)" in m["skipped"]["pca"] and 0 < m["usage"] <= 1
+    assert "codebook indices" in m["skipped"]["pca"] and 0 < m["usage"] <= 1
     vae = load_run(trained_run("vae", 2))
     with pytest.raises(ConfigError, match="metric codebook does not apply: vae has no discrete codebook"):
         evaluate_metrics(vae.model, vae.data(), "mse,codebook", max_samples=50)  # named one by one: an error

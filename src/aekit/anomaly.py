@@ -76,7 +76,7 @@ def _check_likelihood_score(model, score: str) -> None:
         # log_importance_weights is the Bernoulli likelihood of the contract; a model trained with another
         # loss would be scored under a likelihood it was not trained with
         raise ConfigError(f"score {score!r} needs a VAE trained with loss=bce (a Bernoulli likelihood); this one "
-                          f"was trained with loss={model.config.loss}: use score='recon'", param="score")
+                          f"was trained with loss={model.config.loss}: use score='recon'", param=("score", "loss"))
 
 
 @torch.no_grad()
@@ -149,11 +149,14 @@ def precision_n_scores(y, scores, n: int | None = None) -> float:
 class AnomalyDetector(OutlierMixin, BaseEstimator):
     """An autoencoder outlier detector with PyOD's interface, trained in ``fit`` or wrapping a trained run.
 
-    Construct from options and train on ``fit(X)`` (PyOD's way): ``model`` (a registered aekit model),
+    Construct from options and train on ``fit(X)`` (PyOD's way): ``model`` (a registered aekit model; default
+    ``ae``, the deterministic autoencoder: on ten ODDS tables it matches PyOD's AutoEncoder where the ``vae``,
+    whose codes collapse towards the prior on scaled tables, scores ~0.04 ROC-AUC lower; docs/benchmarks.md),
     ``latent_dim`` (None: half the features, 1..16), ``hidden_dims`` (dense widths; applied to families that
     have them), ``loss`` (None: mse for tables, the family's preset for images), ``epochs``, ``batch_size``,
     ``lr``, ``seed``; tables are scaled per feature by ``scaler`` (standard | minmax | none), fit in ``fit``,
-    with missing values refused or imputed (``impute``: none | mean | median). Or wrap a trained model:
+    with missing values refused or imputed (``impute``: none | mean | median) and text columns refused or one-hot
+    encoded (``categorical``: none | onehot; a category unseen in ``fit`` is refused later). Or wrap a trained model:
     ``AnomalyDetector(run)`` (a run folder, a ``Run`` or a model; ``fit`` only scores, a tabular run's saved
     scaler is applied). ``contamination`` sets the threshold; ``score_type``: recon | elbo | nll (``samples``
     draws).
@@ -171,9 +174,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     (a float (N, C, H, W) tensor of the model's shape).
     """
 
-    def __init__(self, run=None, *, model="vae", latent_dim=None, hidden_dims=(64, 32), loss=None, epochs=30,
+    def __init__(self, run=None, *, model="ae", latent_dim=None, hidden_dims=(64, 32), loss=None, epochs=30,
                  batch_size=32, lr=1e-3, contamination=0.1, score_type="recon", samples=10, scaler="standard",
-                 impute="none", convention="pyod", seed=0, progress=False):
+                 impute="none", categorical="none", convention="pyod", seed=0, progress=False):
         self.run = run
         self.model = model
         self.latent_dim = latent_dim
@@ -187,6 +190,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         self.samples = samples
         self.scaler = scaler
         self.impute = impute
+        self.categorical = categorical
         self.convention = convention
         self.seed = seed
         self.progress = progress
@@ -233,10 +237,11 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
             _choice("loss", self.loss, LOSSES)
         _whole("epochs", self.epochs, 1)
         _positive("lr", self.lr)
-        from .data.tables import IMPUTE, SCALERS
+        from .data.tables import CATEGORICAL, IMPUTE, SCALERS
 
         _choice("scaler", self.scaler, SCALERS)
         _choice("impute", self.impute, IMPUTE)
+        _choice("categorical", self.categorical, CATEGORICAL)
 
     # ------------------------------------------------------------ inputs
 
@@ -266,32 +271,43 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
             elif list(X.features) != list(self.feature_names_):
                 raise DataError(f"{X.name}: its features are not the ones this detector was fitted on")
             return X.images
-        d = self.n_features_in_ if hasattr(self, "n_features_in_") else None
+        d = len(self.feature_names_) if hasattr(self, "feature_names_") else None
         if d is not None and _is_model_input(X, (1, 1, d)) and X.dtype != torch.uint8:
             return X  # already scaled (a TableData's rows)
-        from .data.tables import Scaler, align, check_finite, read_table, table_data
+        from .data.tables import OneHot, Scaler, align, check_finite, read_table, table_data
 
-        t = read_table(X, what="X")
+        fitting = reset and self.run is None
+        onehot = None if fitting else self.scaler_.onehot
+        text = self.categorical == "onehot" if fitting else frozenset(onehot.categories) if onehot is not None else False
+        t = read_table(X, what="X", text=text)
         if len(t.values) == 0:
             raise DataError(f"X holds no samples (shape {t.values.shape}); give at least one row")
         if t.values.shape[1] == 0:
             raise DataError(f"X has 0 feature(s) (shape={t.values.shape}) while a minimum of 1 is required; "
                             "give at least one column")
-        if reset and self.run is None:
+        if fitting:
             check_finite(t, self.impute)
-            self._set_table_state(Scaler.fit(t.values, self.scaler, self.impute, t.features), t.features)
+            columns = list(t.features)
+            onehot = OneHot.fit(t, np.arange(len(t.values)), self.impute) if t.text else None
+            if onehot is not None:
+                t = onehot.transform(t)  # text columns -> column=value 0/1 columns
+            scaler = Scaler.fit(t.values, self.scaler, self.impute, t.features)
+            scaler.onehot = onehot
+            self._set_table_state(scaler, t.features)
             if t.named:
-                self.feature_names_in_ = np.asarray(t.features, dtype=object)
+                self.feature_names_in_ = np.asarray(columns, dtype=object)
         else:
-            t = align(t, self.feature_names_, who=type(self).__name__)
+            t = align(t, onehot.columns if onehot is not None else self.feature_names_, who=type(self).__name__)
             check_finite(t, self.scaler_.impute)
+            if onehot is not None:
+                t = onehot.transform(t)
         n = len(t.values)
         return table_data(t, {"train": np.arange(n)}, "X", self.scaler_).images  # (N, 1, 1, D) float32
 
     def _set_table_state(self, scaler, features) -> None:
         self.scaler_ = scaler
-        self.feature_names_ = list(features)
-        self.n_features_in_ = len(self.feature_names_)
+        self.feature_names_ = list(features)  # the model's inputs (a text column's one-hot columns: column=value)
+        self.n_features_in_ = len(scaler.onehot.columns) if scaler.onehot is not None else len(self.feature_names_)
 
     def _kind_of(self, X) -> str:
         from .data import ImageData, TableData
@@ -376,7 +392,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         torch.manual_seed(int(self.seed))  # same seed, same data -> same model
         model = build_model(self.model, input_shape=data.shape, **overrides)
         cfg = TrainConfig(epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr), patience=0,
-                          seed=int(self.seed), progress=bool(self.progress))
+                          seed=int(self.seed), progress=bool(self.progress), log_epochs=bool(self.progress))
         with tempfile.TemporaryDirectory(prefix="aekit-anomaly-") as tmp, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*(validation_step|val_dataloader).*")  # no val split: on purpose
             run = train(model, data, cfg, Path(tmp) / "run", data_options={"spec": "X"})
@@ -649,14 +665,15 @@ def _pyod_detectors() -> dict[str, Any]:
             "pyod-vae": lambda seed, c: VAE(contamination=c, random_state=seed, verbose=0)}
 
 
-def odds_benchmark(datasets: list[str], models=("ae", "vae"), seeds: int = 3, epochs: int = 30,
+def odds_benchmark(datasets: list[str], models=("ae", "vae"), seeds: int = 3, epochs: int | None = None,
                    score_type: str = "recon", data_dir: str | Path | None = None,
                    detector_options: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
     """PyOD's benchmark protocol on ODDS tables (``DATA_DIR/NAME.mat``, read by scipy): for each seed a 60/40
     train/test split, an unsupervised fit on the train part (outliers included), ROC-AUC and precision @ n on
     the test part; mean and standard deviation over the seeds. PyOD's AutoEncoder and VAE run beside aekit's
     detectors when PyOD is installed (their inputs standardised on the train part, as PyOD's benchmark does).
-    Everything that can fail (missing files, bad options) is checked before the first training."""
+    ``epochs`` None: the detector's default. Everything that can fail (missing files, bad options) is checked
+    before the first training."""
     import time
 
     from sklearn.model_selection import train_test_split
@@ -664,7 +681,7 @@ def odds_benchmark(datasets: list[str], models=("ae", "vae"), seeds: int = 3, ep
     from .data.tables import _odds_path, check_finite, read_mat
 
     _whole("seeds", seeds, 1)
-    _whole("epochs", epochs, 1)
+    epochs = AnomalyDetector().epochs if epochs is None else _whole("epochs", epochs, 1)
     _choice("score_type", score_type, SCORES)
     root = Path(data_dir).expanduser() if data_dir is not None else None
     tables = {}

@@ -91,11 +91,9 @@ def _command_word(argv: list[str]) -> str:
 
 def message(exc: AekitError) -> str:
     """The one-line message; a library error that names a config parameter is shown with its flag."""
-    text = str(exc)
-    param = getattr(exc, "param", None)
-    if param and text.startswith(param):
-        text = "--" + param.replace("_", "-") + text[len(param):]
-    return text
+    from .errors import cli_spelling
+
+    return cli_spelling(str(exc), getattr(exc, "param", None))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from typing import Any, Iterable
 
-from .errors import ConfigError
+from .errors import ConfigError, cli_spelling
 
 
 def opt(default: Any, help: str, *, choices: Iterable[str] | None = None, metavar: str | None = None) -> Any:
@@ -129,6 +129,8 @@ def add_flags(group, classes: Iterable[type], *, skip: Iterable[str] = (), note:
     to a field's help (e.g. the models it applies to). Returns the field names added."""
     added: list[str] = []
     skip = set(skip)
+    classes = list(classes)
+    names = [n for cls in classes for n in fields(cls)]  # helps mention options as the API spells them: as flags here
     for cls in classes:
         for name, (f, hint) in fields(cls).items():
             if name in skip or name in added:
@@ -138,6 +140,7 @@ def add_flags(group, classes: Iterable[type], *, skip: Iterable[str] = (), note:
             default = f.default if f.default is not dataclasses.MISSING else None
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             help_ = (meta.get("help") or name.replace("_", " ")) + f" (default {shown if shown != '' else 'none'})"
+            help_ = cli_spelling(cli_spelling(help_, names, bare=False), [n for n in names if "_" in n])
             if note and note.get(name):
                 help_ += f" [{note[name]}]"
             kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_.replace("%", "%%")}

@@ -74,11 +74,36 @@ def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str], titles: Se
     return fig
 
 
-def reconstruct(originals: np.ndarray, recons: np.ndarray, mse: np.ndarray, indices: Sequence[int]):
-    """Originals above, reconstructions below, per-image MSE in the titles."""
-    return image_rows([originals, recons], ["original", "reconstruction"],
-                      [[f"#{i}" for i in indices], [f"mse {m:.4f}" for m in mse]],
-                      f"reconstructions (mean mse {float(np.mean(mse)):.4f})")
+def code_maps(codes: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Spatial codes (N, D, h, w) as pictures (N, 1, H, W): the D maps of each code tiled in a near-square grid,
+    one grey scale over all of them (so brightness compares across images); returns (pictures, lo, hi)."""
+    codes = np.asarray(codes, np.float32)
+    n, d, h, w = codes.shape
+    lo, hi = float(codes.min()), float(codes.max())
+    unit = (codes - lo) / (hi - lo) if hi > lo else np.zeros_like(codes)
+    cols = int(np.ceil(np.sqrt(d)))
+    rows = int(np.ceil(d / cols))
+    grid = np.ones((n, rows, cols, 1, h, w), np.float32)  # unused tiles stay white
+    grid.reshape(n, rows * cols, 1, h, w)[:, :d] = unit[:, :, None]
+    return np.stack([mosaic(g, pad=1 if d > 1 else 0)[None] for g in grid]), lo, hi
+
+
+def reconstruct(originals: np.ndarray, recons: np.ndarray, mse: np.ndarray, indices: Sequence[int],
+                codes: np.ndarray | None = None):
+    """Originals above, reconstructions below, per-image MSE in the titles. A spatial code (N, D, h, w) is
+    shown between them as its maps (the Keras article's 7x7 codes read as pictures)."""
+    rows, labels = [originals], ["original"]
+    titles = [[f"#{i}" for i in indices]]
+    if codes is not None and np.ndim(codes) == 4:
+        maps, lo, hi = code_maps(codes)
+        d, h, w = np.shape(codes)[1:]
+        rows.append(maps)
+        labels.append(f"code {d}x{h}x{w}")
+        titles.append([f"[{lo:.2g}, {hi:.2g}]" if j == 0 else "" for j in range(len(maps))])
+    rows.append(recons)
+    labels.append("reconstruction")
+    titles.append([f"mse {m:.4f}" for m in mse])
+    return image_rows(rows, labels, titles, f"reconstructions (mean mse {float(np.mean(mse)):.4f})")
 
 
 def _label_colors(labels: np.ndarray, class_names: Sequence[str]):
@@ -115,17 +140,29 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence
     return fig
 
 
-def density(codes: np.ndarray, stats: dict[str, list[float]], max_panels: int = 16):
-    """Histogram of each code dimension (up to ``max_panels``) above a min/max/mean/std/skew table."""
+def density(codes: np.ndarray, stats: dict[str, list[float]], pooled: dict[str, float] | None = None,
+            max_panels: int = 16):
+    """The pooled histogram of every code value of every dimension (its overall min and max in the title, as the
+    Keras article's "from -1.76 to 22.35"), beside the histogram of each dimension (up to ``max_panels``), above a
+    min/max/mean/std/skew table."""
     d = codes.shape[1]
     shown = min(d, max_panels)
     cols = min(shown, 4)
     rows = -(-shown // cols)
     table_rows = min(d, 16)
-    fig = _figure(3.0 * cols, 2.1 * rows + 0.28 * table_rows + 0.8)
-    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[2.1] * rows + [0.28 * table_rows + 0.5])
+    fig = _figure(3.0 * (cols + 1.4), 2.1 * rows + 0.28 * table_rows + 0.8)
+    grid = fig.add_gridspec(rows + 1, cols + 1, height_ratios=[2.1] * rows + [0.28 * table_rows + 0.5],
+                            width_ratios=[1.4] + [1] * cols)
+    values = codes.reshape(-1)
+    p = pooled or {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
+                   "std": float(values.std())}
+    ax = fig.add_subplot(grid[:rows, 0])
+    ax.hist(values, bins=60, density=True, color="tab:green", alpha=0.8)
+    ax.set_title(f"all {values.size} values: from {p['min']:.2f} to {p['max']:.2f}\nmean {p['mean']:.2f}, "
+                 f"std {p['std']:.2f}", fontsize=9)
+    ax.tick_params(labelsize=7)
     for k in range(shown):
-        ax = fig.add_subplot(grid[k // cols, k % cols])
+        ax = fig.add_subplot(grid[k // cols, 1 + k % cols])
         ax.hist(codes[:, k], bins=40, density=True, color="tab:blue", alpha=0.8)
         ax.set_title(f"z[{k}]", fontsize=9)
         ax.tick_params(labelsize=7)
@@ -136,18 +173,32 @@ def density(codes: np.ndarray, stats: dict[str, list[float]], max_panels: int = 
     tab = ax.table(cellText=cells, colLabels=["dim", *keys], loc="center", cellLoc="right")
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)
-    fig.suptitle(f"code densities ({d} dims{'' if d == shown else f', first {shown} shown'})", fontsize=10)
+    fig.suptitle(f"code densities: all values pooled (left), each dimension ({d} dims"
+                 f"{'' if d == shown else f', first {shown} shown'})", fontsize=10)
     return fig
 
 
+def _class_legend(ax, labels: np.ndarray, class_names: Sequence[str], cmap) -> None:
+    """A legend of the classes present in ``labels`` (their names; "unknown" for label -1) in ``cmap``'s colours."""
+    from matplotlib.lines import Line2D
+
+    present = sorted(set(np.asarray(labels).tolist()))
+    handles = [Line2D([], [], marker="o", ls="", color=cmap(int(i)) if i >= 0 else (0.6, 0.6, 0.6, 1.0),
+                      label=(class_names[i] if i < len(class_names) else str(i)) if i >= 0 else "unknown")
+               for i in present]
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="upper left", framealpha=0.7, ncols=2 if len(handles) > 10 else 1)
+
+
 def slice3d(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], dims: Sequence[int]):
-    """3-D scatter of three chosen code dimensions coloured by label."""
+    """3-D scatter of three chosen code dimensions coloured by label, with a legend of the class names."""
     labels = np.asarray(labels)
     fig = _figure(6.4, 5.6)
     ax = fig.add_subplot(projection="3d")
     cmap, k = _label_colors(labels[labels >= 0] if (labels >= 0).any() else np.zeros(1, int), class_names)
     colors = [cmap(int(v)) if v >= 0 else (0.6, 0.6, 0.6, 1.0) for v in labels]
     ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=4, c=colors, depthshade=False)
+    _class_legend(ax, labels, class_names, cmap)
     ax.set_xlabel(f"z[{dims[0]}]")
     ax.set_ylabel(f"z[{dims[1]}]")
     ax.set_zlabel(f"z[{dims[2]}]")
@@ -232,6 +283,28 @@ def denoise(result: dict[str, np.ndarray], noise: str):
                       f"denoising {noise}: PSNR noisy {pn.mean():.2f} dB -> output {po.mean():.2f} dB")
 
 
+def feature_errors(names: Sequence[str], mse: np.ndarray, rmse_raw: np.ndarray, split: str = "test",
+                   max_bars: int = 40):
+    """A table's reconstruction error per feature: horizontal bars of the MSE in the scaled space the model sees
+    (comparable across features), each labelled with the RMSE in the feature's own units. Wide tables show the
+    ``max_bars`` largest errors (all of them are in the numbers)."""
+    mse, rmse_raw = np.asarray(mse, np.float64), np.asarray(rmse_raw, np.float64)
+    order = np.argsort(-mse, kind="stable")[:max_bars]
+    fig = _figure(7.0, 1.0 + 0.28 * len(order))
+    ax = fig.subplots()
+    y = np.arange(len(order))
+    ax.barh(y, mse[order], color="tab:blue")
+    ax.set_yticks(y, [str(names[i]) for i in order], fontsize=8)
+    ax.invert_yaxis()  # largest error on top
+    for k, i in enumerate(order):
+        ax.text(mse[i], k, f"  RMSE {rmse_raw[i]:.4g}", va="center", fontsize=7)
+    ax.set_xlim(0, float(mse[order].max()) * 1.35 if len(order) and mse[order].max() > 0 else 1.0)
+    shown = f", the {len(order)} largest of {len(mse)}" if len(order) < len(mse) else ""
+    ax.set_title(f"reconstruction error per feature ({split} split{shown}): MSE scaled, RMSE in raw units", fontsize=9)
+    ax.set_xlabel("mean squared error in the model's scaled space")
+    return fig
+
+
 def curves(rows: list[dict[str, float]]):
     """Training and validation loss per epoch, and each loss term in its own panel."""
     keys = [k[len("train_"):] for k in rows[0] if k.startswith("train_")] if rows else []
@@ -250,26 +323,35 @@ def curves(rows: list[dict[str, float]]):
     return fig
 
 
-def defects(result: dict, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], probes=None):
-    """Left: the codes (2-D or projected) with the N(0, I) 1- and 2-sigma circles; right: the defect numbers."""
-    from matplotlib.patches import Circle
-
-    fig = _figure(10.5, 4.4)
+def defects(result: dict, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], samples=None):
+    """Left: the codes (2-D, or projected like ``samples``) with the sampler's random draws over them in red, as
+    the article's red points: filled where a draw lands in a gap (far from every code), faint where it lands
+    among codes; right: the three defect numbers of :func:`aekit.explore.defects`."""
+    fig = _figure(10.5, 4.6)
     ax, bx = fig.subplots(1, 2, width_ratios=[1.2, 1])
     labels = np.asarray(labels)
     cmap, _ = _label_colors(labels[labels >= 0] if (labels >= 0).any() else np.zeros(1, int), class_names)
     ax.scatter(points[:, 0], points[:, 1], s=3, c=[cmap(int(v)) if v >= 0 else "0.6" for v in labels])
-    for r in (1, 2):
-        ax.add_patch(Circle((0, 0), r, fill=False, ls="--", color="k", lw=0.8))
+    if samples is not None and len(samples):
+        samples = np.asarray(samples)
+        far = np.asarray(result.get("in_gap", np.zeros(len(samples), bool)), bool)
+        ax.scatter(samples[~far, 0], samples[~far, 1], s=3, c="red", alpha=0.25, lw=0,
+                   label=f"random draws among codes ({(~far).mean():.1%})")
+        ax.scatter(samples[far, 0], samples[far, 1], s=9, c="red", marker="o", lw=0,
+                   label=f"random draws in a gap ({far.mean():.1%})")
+        ax.legend(fontsize=7, loc="best", framealpha=0.8, title=f"{result.get('sampler', 'sampler')}",
+                  title_fontsize=7)
+    ax.plot([0], [0], marker="+", ms=12, mew=1.5, color="k", ls="")  # the origin: defect 2 is about symmetry around it
     ax.set_aspect("equal", adjustable="datalim")
-    ax.set_title("codes and the N(0, I) circles (1, 2 sigma)", fontsize=9)
-    names = ["area ratio\n(log10)", "asymmetry\n(|mean|/std)", "mean |skew|", "gap\nfraction", "N(0,I) miss\nfraction"]
-    vals = [np.log10(result["area_ratio"]) if np.isfinite(result["area_ratio"]) else 0.0, result["asymmetry"],
-            result["mean_abs_skew"], result["gap_fraction"], result["normal_miss_fraction"]]
-    bars = bx.bar(range(len(vals)), vals, color=["tab:red", "tab:orange", "tab:olive", "tab:purple", "tab:gray"])
+    ax.set_title("codes, the origin (+) and random draws of the sampler (red)", fontsize=9)
+    names = ["1 unequal areas\n(spread of shares)", "2 asymmetry\n(origin off-centre)", "3 gaps\n(draws in a gap)"]
+    vals = [result["area_spread"], result["asymmetry"], result["gap_mass"]]
+    vals = [v if np.isfinite(v) else 0.0 for v in vals]
+    bars = bx.bar(range(len(vals)), vals, color=["tab:orange", "tab:purple", "tab:red"])  # pure red is for the draws only
     bx.bar_label(bars, [f"{v:.3g}" for v in vals], fontsize=8)
     bx.set_xticks(range(len(vals)), names, fontsize=7)
-    bx.set_title("latent-space defects (lower is better)", fontsize=9)
+    bx.set_title(f"latent-space defects (lower is better)\ngap radius {result['gap_radius']:.3g} "
+                 f"(99 % of codes have a neighbour nearer)", fontsize=9)
     return fig
 
 

@@ -104,7 +104,8 @@ def check_size(name: str, cls: type, cfg) -> int | None:
     need, avail = 16 * n, available_memory()
     if need > avail:
         raise ConfigError(f"model {name!r} has {n:,} parameters and would need {need / 2**30:.1f} GiB to train; "
-                          f"{avail / 2**30:.1f} GiB is available: use smaller sizes (latent_dim, hidden_dims, filters)")
+                          f"{avail / 2**30:.1f} GiB is available: use smaller sizes (latent_dim, hidden_dims, filters)",
+                          param=("latent_dim", "hidden_dims"))
     return _activations(probe, tuple(cfg.input_shape))
 
 

@@ -14,19 +14,25 @@ from typing import Any
 
 from .fileio import data_uri
 
+LEAD = ("manifold", "latent", "reconstruct", "sample")  # the report opens with these, when they apply
 CAPTIONS = {
     "curves": "Training and validation loss per epoch, and each loss term.",
     "reconstruct": "Test images (top) and their reconstructions (bottom); per-image MSE in the titles.",
     "latent": "Codes of the test set coloured by class (projected to 2-D when the code is wider).",
-    "density": "Distribution of each code dimension, with its min, max, mean, std and skew.",
-    "slice3d": "Three code dimensions in 3-D, coloured by class.",
+    "density": "All code values pooled (their overall min and max above it) beside each dimension's distribution, "
+               "with its min, max, mean, std and skew.",
+    "slice3d": "Three code dimensions in 3-D, coloured by class (legend: the class names).",
     "sample": "New images from the model's prior; without one, decoded N(0, I) codes and a Gaussian fitted to the training codes.",
     "manifold": "Decoded grid over two code dimensions, the others held at the mean code.",
     "interpolate": "A walk in latent space (before any quantisation) between two test images (originals at the ends).",
     "arithmetic": "Latent arithmetic: decode(z_a - z_b + z_c), in the code before any quantisation.",
     "traverse": "Each row sweeps one code dimension across its observed range, the others at the mean code.",
     "denoise": "Noisy input, model output and clean target, with PSNR against the clean image.",
-    "defects": "Latent-space defects: unequal class areas, asymmetry about the origin, gaps (lower is better).",
+    "features": "A table's reconstruction error per feature over the test split: MSE in the scaled space the model "
+                "sees (bars, comparable across features) and RMSE in the feature's own units (labels).",
+    "defects": "The three defects of a plain AE's latent space (lower is better): unequal class areas (spread of each "
+               "class's share), asymmetry about the origin (how far off-centre the origin sits in the codes' extent) "
+               "and gaps (the share of the sampler's random draws, in red, that land far from every code).",
     "codes": "How many code-grid cells use each codebook entry over the test set; red bars are dead entries.",
     "swap": "Code swapping: one grid cell set to other codebook entries (the cell outlined); below, what moved.",
 }
@@ -58,8 +64,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def build_report(run, figures: dict[str, bytes] | None = None, skipped: dict[str, str] | None = None) -> str:
-    """HTML text of the report: summary, test metrics (RUN/eval.json when present), metrics per epoch, each
-    figure (name -> PNG bytes) with its one-line caption, the figures left out (name -> reason), the config."""
+    """HTML text of the report: summary, test metrics (RUN/eval.json when present), each figure (name -> PNG
+    bytes) with its one-line caption, :data:`LEAD` first, the figures left out (name -> reason), the metrics per
+    epoch, the config."""
     cfg = run.config
     model, data = cfg.get("model", {}), cfg.get("data", {})
     title = f"aekit run {run.path.name}: {model.get('name', '?')} on {data.get('spec', '?')}"
@@ -77,14 +84,17 @@ def build_report(run, figures: dict[str, bytes] | None = None, skipped: dict[str
             parts.append("<h2>Test metrics</h2>" + _table([{k: v for k, v in ev.items() if not isinstance(v, (dict, list))}]))
         except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
             parts.append("<p>eval.json is damaged; run <code>aekit evaluate</code> again.</p>")
-    rows = run.metrics()
-    parts.append("<h2>Metrics per epoch</h2>" + _table(rows))
-    for name, png in (figures or {}).items():
+    # The pictures people come for first (the decoded plane and the latent map), then the rest in report order;
+    # the per-epoch table after the figures (the curves figure shows it at a glance).
+    figures = figures or {}
+    order = [k for k in LEAD if k in figures] + [k for k in figures if k not in LEAD]
+    for name, png in ((k, figures[k]) for k in order):
         caption = CAPTIONS.get(name, name)
         parts.append(f"<h2>{html.escape(name)}</h2><figure><img alt='{html.escape(name)}' src='{data_uri(png)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     if skipped:
         items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(reason)}</li>" for k, reason in skipped.items())
         parts.append(f"<h2>Not shown for this model</h2><ul class='skipped'>{items}</ul>")
+    parts.append("<h2>Metrics per epoch</h2>" + _table(run.metrics()))
     parts.append("<h2>Config</h2><pre>" + html.escape(json.dumps(cfg, indent=2)) + "</pre></body></html>\n")
     return "\n".join(parts)

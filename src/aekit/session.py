@@ -36,7 +36,8 @@ PROJECTION_SUBSAMPLE = 2000  # t-SNE on 10k points costs ~50 s on 2 cores; 2k ke
 @dataclass(frozen=True)
 class Kind:
     """A figure: its one-line help, the options it takes (CLI flag names without --) and the model features
-    (:data:`aekit.models.base.FEATURES`) it needs."""
+    (:data:`aekit.models.base.FEATURES`) or data features (:data:`aekit.data.base.DATA_FEATURES`: "images",
+    "table") it needs."""
 
     help: str
     options: tuple[str, ...]
@@ -44,22 +45,28 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "reconstruct": Kind("originals above, reconstructions below, per-image MSE", ("n", "split", "indices")),
+    "reconstruct": Kind("originals above, reconstructions below, per-image MSE", ("n", "split", "indices"), ("images",)),
     "latent": Kind("2-D scatter of the codes coloured by label (projected when wider than 2)", ("n", "split", "method", "dims")),
-    "density": Kind("per-dimension density of the (flattened) codes and a min/max/mean/std/skew table", ("n", "split")),
-    "slice3d": Kind("3-D scatter of three code dimensions", ("n", "split", "dims")),
-    "sample": Kind("new images from the model's prior; without one, N(0, I) and a Gaussian fitted to the codes", ("n",)),
-    "manifold": Kind("decode a grid over two code dimensions", ("dims", "range", "step", "n", "split"), ("flat",)),
-    "interpolate": Kind("morph between two test images", ("a", "b", "steps", "mode", "split")),
+    "density": Kind("all code values pooled (overall min/max) beside each dimension's density, and a min/max/mean/std/skew "
+                    "table", ("n", "split")),
+    "slice3d": Kind("3-D scatter of three code dimensions, with a class legend", ("n", "split", "dims")),
+    "sample": Kind("new images from the model's prior; without one, N(0, I) and a Gaussian fitted to the codes", ("n",),
+                   ("images",)),
+    "manifold": Kind("decode a grid over two code dimensions", ("dims", "range", "step", "n", "split"), ("images", "flat")),
+    "interpolate": Kind("morph between two test images", ("a", "b", "steps", "mode", "split"), ("images",)),
     "arithmetic": Kind("latent arithmetic: --expr '3 - 5 + 8' (images or class:NAME means), a - b [+ c], --classes",
-                       ("a", "b", "c", "classes", "expr", "split")),
-    "traverse": Kind("sweep each code dimension; --mode max: each dimension at its maximum", ("steps", "mode", "split"), ("flat",)),
-    "denoise": Kind("noisy input / output / clean target with PSNR", ("n", "split", "indices", "noise")),
+                       ("a", "b", "c", "classes", "expr", "split"), ("images",)),
+    "traverse": Kind("sweep each code dimension; --mode max: each dimension at its maximum", ("steps", "mode", "split"),
+                     ("images", "flat")),
+    "denoise": Kind("noisy input / output / clean target with PSNR", ("n", "split", "indices", "noise"), ("images",)),
+    "features": Kind("tables: reconstruction error per feature (scaled, and in the feature's own units)", ("split",),
+                     ("table",)),
     "curves": Kind("training and validation loss per epoch", ()),
-    "defects": Kind("unequal class areas, asymmetry and gaps of the latent space", ("n", "split"), ("flat",)),
+    "defects": Kind("unequal class areas, asymmetry about the origin and the sampler's mass in gaps (random draws in red)",
+                    ("n", "split"), ("flat",)),
     "codes": Kind("how often each codebook entry is used over the split (discrete codes)", ("split",), ("discrete",)),
     "swap": Kind("code swapping: one grid cell set to other codebook entries, and what moves", ("a", "cell", "entries", "split"),
-                 ("discrete",)),
+                 ("images", "discrete")),
 }
 OPTION_NAMES = ("n", "split", "indices", "method", "dims", "a", "b", "c", "classes", "expr", "steps", "mode", "range", "step",
                 "noise", "cell", "entries")
@@ -253,6 +260,17 @@ class RunSession:
         return self.cached(f"errors-{split}{self._tag}", {"what": "errors", "split": split, "images": self._images_key(split)},
                            compute)["errors"]
 
+    def reconstructions(self, split: str):
+        """Reconstructions of a whole split from its cached codes, (N, C, H, W) float32."""
+        import numpy as np
+
+        from .explore import decode_all
+
+        codes = self.codes(split)
+        return np.concatenate([decode_all(self.model, codes[i : i + self.batch_size])
+                               for i in range(0, len(codes), self.batch_size)]) if len(codes) else \
+            np.empty((0, *self.model.input_shape), np.float32)
+
     def projection(self, split: str, method: str = "pca", n: int | None = None):
         """(indices into the split, (len, 2) points): a seeded subsample of ``n`` flattened codes projected to
         2-D (a 2-D code is its own map for pca/none). Cached per method, subsample and codes."""
@@ -294,9 +312,11 @@ class RunSession:
 
     def skip_reason(self, kind: str) -> str | None:
         """None when figure ``kind`` applies to this run, else the one-line reason it is left out."""
+        from .data.base import DATA_FEATURES
+
         spec = _kind(kind)
-        for feature in spec.needs:
-            reason = self.model.skip_reason(feature)
+        for feature in spec.needs:  # the data's features first: "a table's rows are not pictures" says it all
+            reason = self.data.skip_reason(feature) if feature in DATA_FEATURES else self.model.skip_reason(feature)
             if reason:
                 return reason
         if kind == "slice3d" and self.code_size < 3:
@@ -451,9 +471,12 @@ def _reconstruct(s: RunSession, o: dict):
     split, idx = _pick(s, o, 10)
     x = s.split(split)[0][idx]
     orig = as_unit(x).numpy()
-    rec = decode_all(s.model, encode_all(s.model, x, s.batch_size))
+    z = encode_all(s.model, x, s.batch_size)
+    rec = decode_all(s.model, z)
     mse = ((rec - orig) ** 2).reshape(len(idx), -1).mean(1)
-    return plots.reconstruct(orig, rec, mse, idx.tolist()), {"split": split, "indices": idx.tolist(), "mse": mse.tolist()}
+    spatial = len(s.model.code_shape) == 3 and not s.discrete  # a discrete grid is shown by `plot codes`/`swap`
+    fig = plots.reconstruct(orig, rec, mse, idx.tolist(), codes=z if spatial else None)
+    return fig, {"split": split, "indices": idx.tolist(), "mse": mse.tolist()}
 
 
 def _latent(s: RunSession, o: dict):
@@ -488,12 +511,12 @@ def _latent(s: RunSession, o: dict):
 
 def _density(s: RunSession, o: dict):
     from . import plots
-    from .explore import latent_stats
+    from .explore import latent_stats, pooled_stats
 
     split = o.get("split", "test")
     _, codes = s.sample(split, o.get("n"))
-    stats = latent_stats(codes)
-    return plots.density(codes, stats), {"split": split, "n": len(codes), **stats}
+    stats, pooled = latent_stats(codes), pooled_stats(codes)
+    return plots.density(codes, stats, pooled), {"split": split, "n": len(codes), **stats, "pooled": pooled}
 
 
 def _slice3d(s: RunSession, o: dict):
@@ -504,7 +527,8 @@ def _slice3d(s: RunSession, o: dict):
     labels = s.split(split)[1]
     idx, codes = s.sample(split, o.get("n", PROJECTION_SUBSAMPLE))
     pts = codes[:, list(dims)]
-    return plots.slice3d(pts, labels[idx], s.data.class_names, dims), {"dims": list(dims), "points": pts.tolist()}
+    return plots.slice3d(pts, labels[idx], s.data.class_names, dims), {"dims": list(dims), "points": pts.tolist(),
+                                                                       "labels": labels[idx].tolist()}
 
 
 def _sample(s: RunSession, o: dict):
@@ -671,6 +695,24 @@ def _denoise(s: RunSession, o: dict):
                                           "mean_psnr_output": float(r["psnr_output"].mean())}
 
 
+def _features(s: RunSession, o: dict):
+    """A table's reconstruction error per feature over the split: the mean squared error in the model's scaled
+    space (comparable across features) and the root mean squared error in each feature's own units (the run's
+    scaler inverted), where images would show pictures."""
+    from . import plots
+    from .explore import as_unit
+
+    split = o.get("split", "test")
+    x = as_unit(s.split(split)[0]).numpy()  # (N, 1, 1, D) scaled rows
+    x = x.reshape(len(x), -1)  # (N, D)
+    rec = s.reconstructions(split).reshape(len(x), -1)  # (N, D)
+    mse = ((rec - x) ** 2).mean(0)  # (D,)
+    scaler, names = s.data.scaler, list(s.data.features)
+    rmse = ((scaler.inverse(rec) - scaler.inverse(x)) ** 2).mean(0) ** 0.5  # (D,) raw units
+    return plots.feature_errors(names, mse, rmse, split), {"split": split, "features": names, "mse": mse.tolist(),
+                                                           "rmse_raw": rmse.tolist()}
+
+
 def _curves(s: RunSession, o: dict):
     from . import plots
 
@@ -679,16 +721,29 @@ def _curves(s: RunSession, o: dict):
 
 
 def _defects(s: RunSession, o: dict):
+    """The three defects of the article, measured on the split's codes; gaps for the sampler a user would draw
+    from (the prior, or without one the Gaussian fitted to 5,000 train codes that `plot sample` shows), whose
+    draws are overlaid in red. Wide codes are drawn in the PCA plane of the codes, the draws projected with it."""
+    import numpy as np
+
     from . import plots
-    from .explore import defects
+    from .explore import defects, sampler_draws
 
     split = o.get("split", "test")
     labels = s.split(split)[1]
     idx, codes = s.sample(split, o.get("n"))
-    _, pts = s.projection(split, "pca", o.get("n"))  # the same seeded subsample
-    _, train = s.sample("train", 5000)
-    result = defects(codes, labels[idx], train, seed=s.seed)
-    return plots.defects(result, pts, labels[idx], s.data.class_names), {"split": split, "n": len(idx), **result}
+    _, train = s.sample("train", 5000)  # the same 5,000 codes `plot sample` fits its Gaussian to
+    name, draws = sampler_draws(s.model, 2000, train, seed=s.seed)
+    result = defects(codes, labels[idx], train, draws, name, seed=s.seed)
+    pts, shown = codes, draws
+    if codes.shape[1] > 2:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=2, random_state=s.seed).fit(codes)
+        pts, shown = pca.transform(codes), pca.transform(draws)  # (N, 2), (S, 2) in one plane
+    elif codes.shape[1] == 1:
+        pts, shown = (np.concatenate([a, np.zeros_like(a)], 1) for a in (codes, draws))
+    return plots.defects(result, pts, labels[idx], s.data.class_names, shown), {"split": split, "n": len(idx), **result}
 
 
 def _codes(s: RunSession, o: dict):
@@ -735,5 +790,5 @@ def _swap(s: RunSession, o: dict):
 BUILDERS: dict[str, Callable] = {
     "reconstruct": _reconstruct, "latent": _latent, "density": _density, "slice3d": _slice3d, "sample": _sample,
     "manifold": _manifold, "interpolate": _interpolate, "arithmetic": _arithmetic, "traverse": _traverse,
-    "denoise": _denoise, "curves": _curves, "defects": _defects, "codes": _codes, "swap": _swap,
+    "denoise": _denoise, "features": _features, "curves": _curves, "defects": _defects, "codes": _codes, "swap": _swap,
 }

@@ -110,16 +110,22 @@ def add_data_options(p: argparse.ArgumentParser, required: bool = False, suppres
     g.add_argument("--max-per-class", type=positive_int, default=d, metavar="N", help="subsample each class (quickdraw)")
     g.add_argument("--shape", type=shape3, default=d, metavar="CxHxW", help="shape of flat N x D arrays")
     g.add_argument("--max-train-samples", type=positive_int, default=d, metavar="N", help="train on a seeded subset")
+    g.add_argument("--max-val-samples", type=positive_int, default=d, metavar="N",
+                   help="validate on a seeded subset (default with --max-train-samples: in proportion to it, "
+                        "val_fraction/(1-val_fraction) x N, at least 256; otherwise all of val)")
     g.add_argument("--download", action="store_true", default=d, help="download mnist/fashion-mnist when missing")
     g.add_argument("--scaler", choices=("standard", "minmax", "none"), default=d,
                    help="tables: per-feature scaling fit on the train split and saved with the run (default standard)")
     g.add_argument("--impute", choices=("none", "mean", "median"), default=d,
                    help="tables: fill missing values with the train split's mean or median (default none: refuse them)")
+    g.add_argument("--categorical", choices=("none", "onehot"), default=d,
+                   help="tables: one-hot encode text columns with the train split's categories, saved with the run "
+                        "(default none: refuse them)")
     g.add_argument("--label-column", default=d, metavar="NAME", help="tables: the column of labels (default: 'label')")
 
 
-DATA_KEYS = ("data_dir", "val_fraction", "image_size", "channels", "max_per_class", "shape", "max_train_samples", "download",
-             "scaler", "impute", "label_column")
+DATA_KEYS = ("data_dir", "val_fraction", "image_size", "channels", "max_per_class", "shape", "max_train_samples",
+             "max_val_samples", "download", "scaler", "impute", "categorical", "label_column")
 
 
 def load_run(path: str):

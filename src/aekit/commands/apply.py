@@ -50,7 +50,7 @@ def add_commands(sub) -> None:
                    help="image data set (default mnist), or odds:NAME,NAME for the ODDS tables")
     p.add_argument("--data-dir", default=None, help="where datasets are found and cached (env AEKIT_DATA)")
     p.add_argument("--model", default=None, help="default conv-ae (one-class); ae,vae (odds: a comma list)")
-    p.add_argument("--epochs", type=c.positive_int, default=None, help="default 5 (one-class); 30 (odds)")
+    p.add_argument("--epochs", type=c.positive_int, default=None, help="default 5 (one-class); the detector's own (odds)")
     p.add_argument("--latent-dim", type=c.positive_int, default=None, help="default 32 (one-class); half the features, 1..16 (odds)")
     p.add_argument("--seeds", type=c.positive_int, default=3, help="odds: train/test splits (seeds 0..N-1)")
     p.add_argument("--batch-size", type=c.positive_int, default=128, help="training images per batch (default 128; odds: the "
@@ -81,7 +81,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("denoise", help="reconstruct (clean) images through a run; PNG files or a .npy array")
     _input_options(p, "all")
     p.add_argument("--out", required=True, help="a folder (PNG files) or a .npy file (uint8 N x C x H x W)")
-    p.add_argument("--noise", default=None, help="corrupt the input first (gaussian:0.5 | saltpepper:0.1 | mask:0.3)")
+    p.add_argument("--noise", default=None, help="corrupt the input first (gaussian:STD[,MEAN] e.g. gaussian:0.5 | saltpepper:0.1 | mask:0.3)")
     p.add_argument("--save-input", action="store_true", help="PNG mode: also write the (noisy) inputs")
     p.add_argument("--seed", type=c.seed, default=0, help="seed of the --noise corruption")
     p.set_defaults(func=cmd_denoise)
@@ -180,7 +180,7 @@ def _odds_bench(args: argparse.Namespace) -> int:
     if args.batch_size != 128:  # the one-class default; the detector's own (32, PyOD's) otherwise
         opts["batch_size"] = args.batch_size
     opts.update(lr=args.lr)
-    result = odds_benchmark(odds_names(args.dataset), models, args.seeds, args.epochs or 30, args.score,
+    result = odds_benchmark(odds_names(args.dataset), models, args.seeds, args.epochs, args.score,
                             args.data_dir, opts)
     return _write_bench(args, result, odds_markdown(result), f"in {result['seconds']:.0f}s")
 

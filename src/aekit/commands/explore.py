@@ -59,7 +59,7 @@ def add_commands(sub) -> None:
     p.add_argument("--mode", default=S, help="interpolate: linear|slerp; traverse: range|max")
     p.add_argument("--range", type=c.finite_float, nargs=2, default=S, metavar=("LO", "HI"), help="manifold grid range")
     p.add_argument("--step", type=c.positive_float, default=S, help="manifold grid step")
-    p.add_argument("--noise", default=S, help="denoise: gaussian:0.5 | saltpepper:0.1 | mask:0.3")
+    p.add_argument("--noise", default=S, help="denoise: gaussian:STD[,MEAN] e.g. gaussian:0.5 | saltpepper:0.1 | mask:0.3")
     p.add_argument("--cell", type=c.int_list, default=S, metavar="R,C", help="swap: the code-grid cell to change (default the centre)")
     p.add_argument("--entries", type=c.int_list, default=S, metavar="K,K,..",
                    help="swap: codebook entries to put in the cell (default the 7 most used)")
@@ -93,8 +93,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     atomic_write(out, plots.to_png(fig))
     atomic_write(out.with_suffix(".json"), json.dumps({"kind": args.kind, **numbers}) + "\n")
     if args.kind == "defects":
-        c.print_metrics({k: numbers[k] for k in ("area_ratio", "asymmetry", "mean_abs_skew", "gap_fraction",
-                                                  "normal_miss_fraction")}, f"latent-space defects of {s.model.name}:")
+        c.print_metrics({k: numbers[k] for k in ("area_spread", "asymmetry", "gap_mass")},
+                        f"latent-space defects of {s.model.name} (lower is better; gaps for: {numbers['sampler']}):")
+    elif args.kind == "density":
+        p = numbers["pooled"]
+        print(f"all {p['count']} code values: from {p['min']:.2f} to {p['max']:.2f}, mean {p['mean']:.2f}, "
+              f"std {p['std']:.2f}")
     elif args.kind == "denoise":
         print(f"PSNR noisy {numbers['mean_psnr_noisy']:.2f} dB -> output {numbers['mean_psnr_output']:.2f} dB")
     elif args.kind == "codes":

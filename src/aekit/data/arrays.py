@@ -80,9 +80,10 @@ def to_nchw(a: np.ndarray, what: str, shape: tuple[int, int, int] | None = None)
         if shape is None:
             side = int(round(d**0.5))
             hint = f" (e.g. shape=(1, {side}, {side}))" if side * side == d else ""
-            raise DataError(f"{what}: flat N×{d} array needs shape=(C, H, W) with C*H*W = {d}{hint}")
+            raise DataError(f"{what}: flat N×{d} array needs shape=(C, H, W) with C*H*W = {d}{hint}", param="shape")
         if int(np.prod(shape)) != d:
-            raise DataError(f"{what}: shape={shape} has {int(np.prod(shape))} values per sample, the array has {d}")
+            raise DataError(f"{what}: shape={shape} has {int(np.prod(shape))} values per sample, the array has {d}",
+                            param="shape")
         out = a.reshape(n, *shape)
     elif a.ndim == 3:
         out = a.reshape(a.shape[0], 1, a.shape[1], a.shape[2])
@@ -103,14 +104,15 @@ def to_nchw(a: np.ndarray, what: str, shape: tuple[int, int, int] | None = None)
     else:
         raise DataError(
             f"{what}: array of shape {tuple(a.shape)} is not images; expected N×H×W, N×H×W×C, N×C×H×W "
-            "or N×D with shape=(C, H, W)"
+            "or N×D with shape=(C, H, W)", param="shape"
         )
     if out.shape[1] == 4:
         out = out[:, :3]  # RGBA -> RGB: alpha dropped
     if out.shape[1] not in (1, 3):
         raise DataError(f"{what}: {out.shape[1]} channels; only 1 (gray), 3 (RGB) or 4 (RGBA) are supported")
     if shape is not None and tuple(out.shape[1:]) != shape:
-        raise DataError(f"{what}: images are {tuple(out.shape[1:])} (C, H, W) but shape={shape} was given")
+        raise DataError(f"{what}: images are {'x'.join(map(str, out.shape[1:]))} (CxHxW) but shape={shape} was given",
+                        param="shape")
     return out
 
 
@@ -129,9 +131,9 @@ def _check_shape(shape) -> tuple[int, int, int]:
     try:
         c, h, w = (int(v) for v in shape)
     except (TypeError, ValueError):
-        raise DataError(f"shape must be three positive integers (C, H, W), got {shape!r}") from None
+        raise DataError(f"shape must be three positive integers (C, H, W), got {shape!r}", param="shape") from None
     if min(c, h, w) < 1:
-        raise DataError(f"shape must be three positive integers (C, H, W), got {shape!r}")
+        raise DataError(f"shape must be three positive integers (C, H, W), got {shape!r}", param="shape")
     return (c, h, w)
 
 

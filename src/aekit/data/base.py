@@ -13,6 +13,7 @@ import torch
 from aekit.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
+DATA_FEATURES = ("images", "table")  # what a front end may ask of the data (ImageData.skip_reason)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -118,6 +119,14 @@ class ImageData:
         """Model options that fit this kind of data, used where the user gave none (images: the presets')."""
         return {}
 
+    def skip_reason(self, feature: str) -> str | None:
+        """None when the data have ``feature`` (one of :data:`DATA_FEATURES`: "images", samples are pictures;
+        "table", samples are rows of named features), else the one-line reason a front end shows for what it
+        skips (the data's counterpart of ``model.skip_reason``)."""
+        if feature not in DATA_FEATURES:
+            raise ValueError(f"unknown data feature {feature!r}; one of {', '.join(DATA_FEATURES)}")
+        return None if feature == "images" else f"{self.name} holds images, not a table of named features"
+
     def describe(self) -> dict:
         """JSON-able summary: name, shape, size of each split, classes."""
         return {
@@ -166,6 +175,13 @@ class TableData(ImageData):
     def model_defaults(self) -> dict[str, Any]:
         # real values: a Gaussian likelihood (MSE); BCE only fits values in [0, 1] (minmax, asked for)
         return {"loss": "mse"}
+
+    def skip_reason(self, feature: str) -> str | None:
+        if feature not in DATA_FEATURES:
+            raise ValueError(f"unknown data feature {feature!r}; one of {', '.join(DATA_FEATURES)}")
+        if feature == "images":
+            return f"{self.name} is a table of {len(self.features)} features: its rows are not pictures"
+        return None
 
     def describe(self) -> dict:
         return {**super().describe(), "kind": "table", "features": list(self.features)}

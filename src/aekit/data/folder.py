@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,11 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels: int | None = None) -> Raw:
-    """Read every image with Pillow at the first image's size (or `image_size`), gray when every file
-    is gray (or as `channels` says). Hidden files and other extensions are skipped."""
+    """Read every image with Pillow at `image_size`, or else at the first file's size (sorted order), gray when
+    every file is gray (or as `channels` says). Hidden files and other extensions are skipped. Without
+    `image_size`, images of another size are resized with one warning line on stderr saying how many, to what
+    size and the flag that chooses it (Keras's image_dataset_from_directory resizes everything silently; a
+    refusal would make every folder of photos need a flag first)."""
     from PIL import Image, UnidentifiedImageError
 
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -70,12 +74,17 @@ def load_folder(root: Path, image_size: tuple[int, int] | None = None, channels:
     require_memory(float(len(files)) * channels * h * w, f"{len(files)} images of {channels}x{h}x{w} ({files[0].name} sets the size)"
                    if image_size is None else f"{len(files)} images of {channels}x{h}x{w}", fix, DataError)
     out = np.empty((len(files), channels, h, w), dtype=np.uint8)
+    resized = 0
     for i, f in enumerate(files):
         img = open_image(f).convert(mode)  # RGBA/LA: alpha dropped; palette images expanded
         if img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BILINEAR)
+            resized += 1
         a = np.asarray(img)
         out[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+    if resized and image_size is None:  # the size was our choice, not the user's: say so
+        print(f"aekit: warning: {root}: {resized} of {len(files)} images are not {h}x{w} (the size of {files[0].relative_to(root)}) "
+              "and were resized to it; pass --image-size H[xW] to choose the size", file=sys.stderr, flush=True)
     return Raw(out, labels, names)
 
 

@@ -11,15 +11,15 @@ def check_size(image_size) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in image_size)
     except (TypeError, ValueError):
-        raise DataError(f"image_size must be two positive integers (H, W), got {image_size!r}") from None
+        raise DataError(f"image_size must be two positive integers (H, W), got {image_size!r}", param="image_size") from None
     if h < 1 or w < 1:
-        raise DataError(f"image_size must be two positive integers (H, W), got {image_size!r}")
+        raise DataError(f"image_size must be two positive integers (H, W), got {image_size!r}", param="image_size")
     return (h, w)
 
 
 def check_channels(channels) -> int:
     if channels not in (1, 3) or isinstance(channels, bool):
-        raise DataError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}")
+        raise DataError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}", param="channels")
     return int(channels)
 
 
@@ -56,4 +56,4 @@ def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
         weights = np.array([299, 587, 114], dtype=np.uint32).reshape(1, 3, 1, 1)
         lum = (x.astype(np.uint32) * weights).sum(axis=1, keepdims=True)
         return ((lum + 500) // 1000).astype(np.uint8)  # +500: round to nearest
-    raise DataError(f"cannot convert {c}-channel images to {channels} channels; use channels=1 or 3")
+    raise DataError(f"cannot convert {c}-channel images to {channels} channels; use channels=1 or 3", param="channels")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DATA_DIR_ENV = "AEKIT_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/aekit")  # used when AEKIT_DATA is unset; "~" expanded on use
-COMMON_OPTIONS = ("data_dir", "val_fraction", "seed", "image_size", "channels", "max_train_samples")
+COMMON_OPTIONS = ("data_dir", "val_fraction", "seed", "image_size", "channels", "max_train_samples", "max_val_samples")
 
 
 def option_names() -> tuple[str, ...]:
@@ -57,6 +57,7 @@ def load_data(
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
     max_train_samples: int | None = None,
+    max_val_samples: int | None = None,
     **options: Any,
 ) -> ImageData:
     """Load a data set as uint8 images with deterministic train/val/test splits.
@@ -65,12 +66,13 @@ def load_data(
     "quickdraw:cat,dog", ...) or a path a path source claims (an image folder, .npy, .npz, .csv, IDX files).
     Named specs win over same-named paths; write "./mnist" for a path. A source's own test split is kept;
     others get a seeded test split of `val_fraction`. Val is `val_fraction` of the train pool;
-    `max_train_samples` keeps a seeded subset of train. `image_size` (H, W) resizes, `channels` (1 or 3)
+    `max_train_samples` / `max_val_samples` keep seeded subsets of train / val (None: all; `aekit train` caps
+    val in proportion to a train cap, ``splits.proportional_val_cap``). `image_size` (H, W) resizes, `channels` (1 or 3)
     converts. `options` are the source's own (mnist: download; quickdraw: max_per_class; arrays: shape);
     one it does not take is a ConfigError naming it and the source. None means "not given".
     """
     spec = _check_spec(spec)
-    _check_args(val_fraction, seed, max_train_samples)
+    _check_args(val_fraction, seed, max_train_samples, max_val_samples)
     size = image.check_size(image_size) if image_size is not None else None
     chans = image.check_channels(channels) if channels is not None else None
     raw = read_source(spec, data_dir=data_dir, seed=seed, image_size=size, channels=chans, **options)
@@ -82,12 +84,13 @@ def load_data(
     if raw.finish is not None:  # another data kind: the source builds it from the splits
         if size is not None or chans is not None:
             raise DataError(f"data set {spec!r} is not images: image_size and channels do not apply to it")
-        return raw.finish(make_splits(len(x), raw.test, float(val_fraction), int(seed), max_train_samples), spec)
+        return raw.finish(make_splits(len(x), raw.test, float(val_fraction), int(seed), max_train_samples, max_val_samples),
+                          spec)
     if size is not None:
         x = image.resize(x, size)
     if chans is not None:
         x = image.convert_channels(x, chans)
-    splits = make_splits(len(x), raw.test, float(val_fraction), int(seed), max_train_samples)
+    splits = make_splits(len(x), raw.test, float(val_fraction), int(seed), max_train_samples, max_val_samples)
 
     import torch
 
@@ -130,11 +133,11 @@ def _check_spec(spec) -> str:
     return spec.strip()
 
 
-def _check_args(val_fraction, seed, max_train_samples) -> None:
+def _check_args(val_fraction, seed, max_train_samples, max_val_samples=None) -> None:
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0 <= val_fraction < 1:
-        raise DataError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}; 0.1 is usual")
+        raise DataError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}; 0.1 is usual", param="val_fraction")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
-    v = max_train_samples
-    if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-        raise DataError(f"max_train_samples must be a positive integer or None, got {v!r}")
+    for name, v in (("max_train_samples", max_train_samples), ("max_val_samples", max_val_samples)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+            raise DataError(f"{name} must be a positive integer (or left out: no cap), got {v!r}", param=name)

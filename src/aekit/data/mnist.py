@@ -115,7 +115,7 @@ def load_mnist_like(fam: Family, data_dir: Path, *, download: bool = False, base
         dest = data_dir / fam.download_to
         download_idx(fam, dest, base_url=base_url)
         return _read_idx_set([dest / f"{n}.gz" for n in IDX_NAMES], fam)
-    raise DataError(_missing_message(fam, data_dir))
+    raise DataError(_missing_message(fam, data_dir), param="download")
 
 
 def _missing_message(fam: Family, data_dir: Path) -> str:

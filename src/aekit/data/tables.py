@@ -5,8 +5,11 @@ Readers: ``.csv`` (header row optional, cells parsed one by one so errors name t
 ``.npy`` (a 2-D numeric array), ``.parquet`` (pyarrow), ``.mat`` (the ODDS benchmark files: ``X``, ``y``),
 numpy arrays and data frames (pandas, polars: anything with ``.columns`` whose columns convert to numpy).
 Missing values (empty cells, ``NA``, ``nan``, nulls) are refused with their column and row named, or imputed
-with the training split's mean or median when asked; infinities and non-numeric columns are refused, naming
-the column.
+with the training split's mean or median when asked; infinities are refused, naming the column. Text columns
+are refused, naming the column, or one-hot encoded when asked (``categorical: onehot``, :class:`OneHot`): the
+categories are those of the training split, saved with the run, the features become ``column=value``, and a
+category the training split did not have is refused at apply time (one line naming the column and the value:
+an all-zero row would score as "none of the known kinds" without saying so).
 
 Representation (why): a table becomes a :class:`aekit.data.TableData`, an ``ImageData`` whose "images" are
 float32 ``(N, 1, 1, D)`` already scaled into the model's space. The dense families flatten ``C*H*W`` so they
@@ -44,6 +47,8 @@ from aekit.options import opt
 
 SCALERS = ("standard", "minmax", "none")
 IMPUTE = ("none", "mean", "median")
+CATEGORICAL = ("none", "onehot")
+NOT_NUMERIC_FIX = "drop it, or one-hot encode it (categorical: onehot)"
 STANDARD_SPAN = 4.0  # standard scaling: ±4 standard deviations span [0, 1]
 MISSING = frozenset({"", "na", "nan", "n/a", "null", "none", "?"})
 KIND = "table"  # the data section's "kind" in a run's config.json
@@ -66,6 +71,9 @@ class Table:
     labels: np.ndarray | None = None
     label_column: str | None = None
     lines: np.ndarray | None = None  # file line of each row (1-based); None: rows are counted from 0
+    # text columns read as categories: name -> (N,) object array of stripped strings, None where missing; their
+    # column in ``values`` is NaN (filled by OneHot.transform)
+    text: dict[str, np.ndarray] = field(default_factory=dict)
 
     def row(self, i: int) -> str:
         return f"line {int(self.lines[i])}" if self.lines is not None else f"row {int(i)}"
@@ -92,9 +100,26 @@ def _number(cell: str) -> float:
     return float(s)
 
 
-def read_csv(path: Path, label_column: str | None = None) -> Table:
+def _text_allowed(text: bool | frozenset, name: str) -> bool:
+    return text is True or (isinstance(text, frozenset) and name in text)
+
+
+def _text_cells(cells) -> np.ndarray:
+    """Cells of a text column: stripped strings, None for the missing-value markers, nulls and NaN."""
+    out = []
+    for v in cells:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+            continue
+        v = str(v).strip()
+        out.append(None if v.lower() in MISSING else v)
+    return np.array(out, dtype=object)
+
+
+def read_csv(path: Path, label_column: str | None = None, text: bool | frozenset = False) -> Table:
     """A comma-separated table: a header row (any non-numeric cell in the first row makes it one) names the
-    columns, else they are f0..f{D-1}. Every row must have as many cells as the first."""
+    columns, else they are f0..f{D-1}. Every row must have as many cells as the first. ``text``: False refuses
+    text columns; True reads any column that is not numbers as text; a set of names reads those as text."""
     what = str(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -123,16 +148,23 @@ def read_csv(path: Path, label_column: str | None = None) -> Table:
     if not cols:
         raise DataError(f"{what}: no feature columns besides the label")
     values = np.empty((len(lines), len(cols)), dtype=np.float64)
+    texts: dict[str, np.ndarray] = {}
     for k, j in enumerate(cols):
+        if isinstance(text, frozenset) and names[j] in text:
+            texts[names[j]], values[:, k] = _text_cells(r[j] for _, r in lines), math.nan
+            continue
         for i, (line, r) in enumerate(lines):
             try:
                 values[i, k] = _number(r[j])
             except ValueError:
+                if text is True:
+                    texts[names[j]], values[:, k] = _text_cells(r[j] for _, r in lines), math.nan
+                    break
                 raise DataError(f"{what}: column {names[j]!r} is not numeric (line {line}: {r[j].strip()!r}); "
-                                "drop it, or encode it as numbers (one 0/1 column per category)") from None
+                                f"{NOT_NUMERIC_FIX}") from None
     labels = np.array([r[li].strip() for _, r in lines]) if li is not None else None
     return Table(values, [names[j] for j in cols], what, named, labels, names[li] if li is not None else None,
-                 np.array([line for line, _ in lines], dtype=np.int64))
+                 np.array([line for line, _ in lines], dtype=np.int64), texts)
 
 
 def _is_text(cell: str) -> bool:
@@ -161,25 +193,40 @@ def _numeric_column(a: np.ndarray, name: str, what: str) -> np.ndarray:
         try:
             out[i] = _number(v) if isinstance(v, str) else float(v)
         except ValueError:
-            raise DataError(f"{what}: column {name!r} is not numeric (row {i}: {v!r}); drop it, or encode it as "
-                            "numbers (one 0/1 column per category)") from None
+            raise DataError(f"{what}: column {name!r} is not numeric (row {i}: {v!r}); {NOT_NUMERIC_FIX}") from None
     return out
 
 
-def from_frame(frame: Any, what: str = "X", label_column: str | None = None) -> Table:
+def _column(a: Any, name: str, what: str, text: bool | frozenset, texts: dict[str, np.ndarray]) -> np.ndarray:
+    """One column as float64, or, where ``text`` allows it, as text (kept in ``texts``; NaN in the values)."""
+    a = np.asarray(a)
+    if isinstance(text, frozenset) and name in text:
+        texts[name] = _text_cells(a.tolist())
+        return np.full(len(a), math.nan)
+    try:
+        return _numeric_column(a, name, what)
+    except DataError:
+        if text is not True:
+            raise
+        texts[name] = _text_cells(a.tolist())
+        return np.full(len(a), math.nan)
+
+
+def from_frame(frame: Any, what: str = "X", label_column: str | None = None, text: bool | frozenset = False) -> Table:
     """A data frame (pandas, polars, or anything with ``.columns`` and ``frame[name]``) as a table."""
     names = [str(c) for c in frame.columns]
     li = _label_index(names, label_column, what)
     cols = [c for j, c in enumerate(frame.columns) if j != li]
     if not cols:
         raise DataError(f"{what}: no feature columns")
-    values = np.stack([_numeric_column(np.asarray(frame[c]), str(c), what) for c in cols], axis=1) if len(frame) else \
-        np.empty((0, len(cols)))
+    texts: dict[str, np.ndarray] = {}
+    values = np.stack([_column(np.asarray(frame[c]), str(c), what, text, texts) for c in cols], axis=1) \
+        if len(frame) else np.empty((0, len(cols)))
     labels = np.asarray(frame[frame.columns[li]]) if li is not None else None
-    return Table(values, [str(c) for c in cols], what, True, labels, names[li] if li is not None else None)
+    return Table(values, [str(c) for c in cols], what, True, labels, names[li] if li is not None else None, None, texts)
 
 
-def from_array(x: Any, what: str = "X", features: list[str] | None = None) -> Table:
+def from_array(x: Any, what: str = "X", features: list[str] | None = None, text: bool | frozenset = False) -> Table:
     """A 2-D array-like (numpy, list of rows, torch tensor) as a table; columns f0..f{D-1} unless named."""
     try:
         import scipy.sparse as sp
@@ -201,16 +248,17 @@ def from_array(x: Any, what: str = "X", features: list[str] | None = None) -> Ta
                         "data: X.reshape(1, -1) for one sample, X.reshape(-1, 1) for one feature")
     if a.dtype.kind == "c":
         raise DataError(f"{what}: Complex data not supported (complex values); give real-valued features")
+    texts: dict[str, np.ndarray] = {}
     if a.dtype.kind in "biuf":
         values = a.astype(np.float64)
     elif a.dtype.kind == "O" and not any(isinstance(v, str) or v is None for v in a.ravel().tolist()):
         values = a.astype(np.float64)  # numbers in an object array; anything else raises numpy's TypeError
     else:  # text cells: parsed column by column, so an error names the column
         names = features or [f"f{j}" for j in range(a.shape[1])]
-        values = np.stack([_numeric_column(a[:, j], names[j], what) for j in range(a.shape[1])], axis=1) \
+        values = np.stack([_column(a[:, j], names[j], what, text, texts) for j in range(a.shape[1])], axis=1) \
             if len(a) else np.empty(a.shape)
     names = list(features) if features is not None else [f"f{j}" for j in range(values.shape[1])]
-    return Table(values, names, what, features is not None)
+    return Table(values, names, what, features is not None, text=texts)
 
 
 def read_npy(path: Path) -> Table:
@@ -225,7 +273,7 @@ def read_npy(path: Path) -> Table:
     return from_array(np.array(a), str(path))
 
 
-def read_parquet(path: Path, label_column: str | None = None) -> Table:
+def read_parquet(path: Path, label_column: str | None = None, text: bool | frozenset = False) -> Table:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -234,30 +282,35 @@ def read_parquet(path: Path, label_column: str | None = None) -> Table:
         t = pq.read_table(path)
     except Exception as e:  # pyarrow raises its own error types on damaged files
         raise DataError(f"cannot read {path}: {str(e).splitlines()[0][:200]}; check it is a complete Parquet file") from None
-    return from_arrow(t, str(path), label_column)
+    return from_arrow(t, str(path), label_column, text)
 
 
-def from_arrow(t: Any, what: str = "X", label_column: str | None = None) -> Table:
-    """A pyarrow Table: numeric (integer, floating, boolean, decimal) columns, nulls as missing values."""
+def from_arrow(t: Any, what: str = "X", label_column: str | None = None, text: bool | frozenset = False) -> Table:
+    """A pyarrow Table: numeric (integer, floating, boolean, decimal) columns, nulls as missing values; other
+    columns as text where ``text`` allows it (see :func:`read_csv`)."""
     import pyarrow.types as pat
 
     names = list(t.column_names)
     li = _label_index(names, label_column, what)
-    cols = []
+    cols, texts = [], {}
     for j, name in enumerate(names):
         if j == li:
             continue
         typ = t.schema.field(name).type
-        if not (pat.is_integer(typ) or pat.is_floating(typ) or pat.is_boolean(typ) or pat.is_decimal(typ)):
-            raise DataError(f"{what}: column {name!r} is not numeric ({typ}); drop it, or encode it as numbers "
-                            "(one 0/1 column per category)")
+        numeric = pat.is_integer(typ) or pat.is_floating(typ) or pat.is_boolean(typ) or pat.is_decimal(typ)
+        if (isinstance(text, frozenset) and name in text) or (not numeric and text is True):
+            texts[name] = _text_cells(t.column(name).to_pylist())
+            cols.append(np.full(t.num_rows, math.nan))
+            continue
+        if not numeric:
+            raise DataError(f"{what}: column {name!r} is not numeric ({typ}); {NOT_NUMERIC_FIX}")
         col = t.column(name).cast("float64").to_numpy(zero_copy_only=False)  # nulls -> NaN
         cols.append(np.asarray(col, dtype=np.float64))
     if not cols:
         raise DataError(f"{what}: no feature columns besides the label")
     labels = np.asarray(t.column(names[li]).to_pylist()) if li is not None else None
     return Table(np.stack(cols, axis=1), [n for j, n in enumerate(names) if j != li], what, True, labels,
-                 names[li] if li is not None else None)
+                 names[li] if li is not None else None, None, texts)
 
 
 def read_mat(path: Path) -> Table:
@@ -283,8 +336,11 @@ def read_mat(path: Path) -> Table:
     return t
 
 
-def read_table(x: Any, label_column: str | None = None, what: str | None = None) -> Table:
-    """Any supported table: a path (.csv, .npy, .parquet, .mat), a data frame, or a 2-D array-like."""
+def read_table(x: Any, label_column: str | None = None, what: str | None = None,
+               text: bool | frozenset = False) -> Table:
+    """Any supported table: a path (.csv, .npy, .parquet, .mat), a data frame, or a 2-D array-like. ``text``:
+    False refuses text columns, True reads every column that is not numbers as text (to one-hot encode), a
+    set of names reads those columns as text (a fitted :class:`OneHot`'s)."""
     if isinstance(x, (str, Path)):
         path = Path(x).expanduser()
         if not path.exists():
@@ -293,9 +349,9 @@ def read_table(x: Any, label_column: str | None = None, what: str | None = None)
             raise DataError(f"{path} is a folder; give a table file ({', '.join(TABLE_SUFFIXES)})")
         suffix = path.suffix.lower()
         if suffix == ".csv":
-            return read_csv(path, label_column)
+            return read_csv(path, label_column, text)
         if suffix == ".parquet":
-            return read_parquet(path, label_column)
+            return read_parquet(path, label_column, text)
         if label_column is not None:
             raise ConfigError(f"label_column applies to files with named columns (.csv, .parquet), not {suffix}",
                               param="label_column")
@@ -307,16 +363,18 @@ def read_table(x: Any, label_column: str | None = None, what: str | None = None)
     if isinstance(x, Table):
         return x
     if hasattr(x, "column_names") and hasattr(x, "schema"):  # a pyarrow Table
-        return from_arrow(x, what or "X", label_column)
+        return from_arrow(x, what or "X", label_column, text)
     if hasattr(x, "columns") and not isinstance(x, np.ndarray):
-        return from_frame(x, what or "X", label_column)
-    return from_array(x, what or "X")
+        return from_frame(x, what or "X", label_column, text)
+    return from_array(x, what or "X", text=text)
 
 
 def check_finite(t: Table, impute: str) -> None:
     """Infinities are refused; missing values (NaN) too unless they will be imputed. The message names the
     column and the first row."""
     bad = ~np.isfinite(t.values)
+    for name, cells in t.text.items():  # a text column: its missing cells (None), unless imputed
+        bad[:, t.features.index(name)] = np.array([v is None for v in cells.tolist()], dtype=bool) & (impute == "none")
     if impute != "none":
         bad &= ~np.isnan(t.values)
     if not bad.any():
@@ -327,6 +385,86 @@ def check_finite(t: Table, impute: str) -> None:
         raise _column_error(t, j, f"has a missing value (NaN) at {t.row(i)}",
                             "fill it, drop the row, or impute missing values (impute: mean or median)")
     raise _column_error(t, j, f"has an infinite value (inf) at {t.row(i)}", "replace it with a finite number")
+
+
+# ---- categories ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class OneHot:
+    """One-hot encoding of a table's text columns, fit on the training split: each text column becomes one 0/1
+    column per category (sorted), named ``column=value``, in the column's place. ``fill``: the most frequent
+    training category per column, for missing cells when missing values are imputed (scikit-learn's
+    ``SimpleImputer(strategy="most_frequent")``); else a missing cell is refused."""
+
+    columns: list[str]  # the raw table's columns, in order (what a new table is aligned to)
+    categories: dict[str, list[str]]  # text column -> its training categories
+    fill: dict[str, str] | None = None
+
+    @classmethod
+    def fit(cls, t: Table, rows: np.ndarray, impute: str = "none") -> "OneHot":
+        categories, fill = {}, {}
+        for name, cells in t.text.items():
+            seen = [v for v in cells[rows].tolist() if v is not None]
+            if not seen:
+                raise DataError(f"{t.what}: text column {name!r} has no value in the training split; drop it")
+            values, counts = np.unique(np.array(seen, dtype=str), return_counts=True)  # sorted
+            categories[name] = [str(v) for v in values]
+            if impute != "none":
+                fill[name] = str(values[int(np.argmax(counts))])
+        return cls(list(t.features), categories, fill or None)
+
+    @property
+    def features(self) -> list[str]:
+        """The encoded table's feature names."""
+        return [f for c in self.columns for f in ([f"{c}={v}" for v in self.categories[c]] if c in self.categories else [c])]
+
+    def transform(self, t: Table) -> Table:
+        """``t`` (aligned to :attr:`columns`, text columns read as text) -> an all-numeric table of
+        :attr:`features`. A category the training split did not have is a one-line DataError."""
+        blocks = []
+        for j, name in enumerate(t.features):
+            if name not in self.categories:
+                blocks.append(t.values[:, j : j + 1])  # (N, 1)
+                continue
+            cells = t.text.get(name)
+            if cells is None:
+                raise DataError(f"{t.what}: column {name!r} holds categories; read the table as text (categorical)")
+            known = self.categories[name]
+            index = {v: k for k, v in enumerate(known)}
+            block = np.zeros((len(cells), len(known)))  # (N, categories)
+            for i, v in enumerate(cells.tolist()):
+                if v is None:
+                    if self.fill is None:
+                        raise _column_error(t, j, f"has a missing value at {t.row(i)}",
+                                            "fill it, drop the row, or impute missing values (impute: mean or median; "
+                                            "a text column takes its most frequent category)")
+                    v = self.fill[name]
+                k = index.get(v)
+                if k is None:
+                    shown = ", ".join(map(repr, known[:8])) + (", ..." if len(known) > 8 else "")
+                    raise _column_error(t, j, f"has category {v!r} at {t.row(i)} that the training split did not "
+                                              f"have (it knows {shown})", "map it to a known category or drop the row")
+                block[i, k] = 1.0
+            blocks.append(block)
+        features = self.features
+        dup = sorted({f for f in features if features.count(f) > 1})
+        if dup:
+            raise DataError(f"{t.what}: the one-hot feature {dup[0]!r} clashes with a column of that name; rename it")
+        values = np.hstack(blocks) if blocks else np.empty((len(t.values), 0))
+        return Table(values, features, t.what, True, t.labels, t.label_column, t.lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "categories": {k: list(v) for k, v in self.categories.items()},
+                "category_fill": self.fill}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "OneHot":
+        cats, fill = d["categories"], d.get("category_fill")
+        if not isinstance(cats, dict) or not all(isinstance(v, list) and v for v in cats.values()):
+            raise TypeError("categories")
+        return cls([str(c) for c in d["columns"]], {str(k): [str(x) for x in v] for k, v in cats.items()},
+                   None if fill is None else {str(k): str(v) for k, v in dict(fill).items()})
 
 
 # ---- the scaler ----------------------------------------------------------------------------------------
@@ -342,6 +480,7 @@ class Scaler:
     scale: np.ndarray  # (D,)
     impute: str = "none"
     fill: np.ndarray | None = None  # (D,)
+    onehot: OneHot | None = None  # text columns -> 0/1 columns, applied before the affine map
 
     @classmethod
     def fit(cls, values: np.ndarray, kind: str = "standard", impute: str = "none",
@@ -386,17 +525,20 @@ class Scaler:
 
     def to_dict(self) -> dict[str, Any]:
         return {"scaler": self.kind, "offset": self.offset.tolist(), "scale": self.scale.tolist(),
-                "impute": self.impute, "fill": None if self.fill is None else self.fill.tolist()}
+                "impute": self.impute, "fill": None if self.fill is None else self.fill.tolist(),
+                **(self.onehot.to_dict() if self.onehot is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Scaler":
         try:
             fill = d.get("fill")
             s = cls(str(d["scaler"]), np.asarray(d["offset"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64),
-                    str(d.get("impute", "none")), None if fill is None else np.asarray(fill, dtype=np.float64))
-        except (KeyError, TypeError, ValueError):
+                    str(d.get("impute", "none")), None if fill is None else np.asarray(fill, dtype=np.float64),
+                    OneHot.from_dict(d) if d.get("categories") is not None else None)
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise DataError("the run's table scaler record is damaged (config.json data.table); retrain the run") from None
-        if s.offset.shape != s.scale.shape or s.offset.ndim != 1 or not (s.scale > 0).all():
+        if s.offset.shape != s.scale.shape or s.offset.ndim != 1 or not (s.scale > 0).all() or (
+                s.onehot is not None and len(s.onehot.features) != len(s.offset)):
             raise DataError("the run's table scaler record is damaged (config.json data.table); retrain the run")
         return s
 
@@ -454,9 +596,15 @@ def table_data(t: Table, splits: dict[str, np.ndarray], name: str, scaler: Scale
 
 def fit_table(t: Table, splits: dict[str, np.ndarray], name: str, scaler: str = "standard", impute: str = "none",
               labels: tuple[np.ndarray, list[str]] | None = None):
-    """Check ``t``, fit the scaler on its training split, and return the TableData."""
+    """Check ``t``, fit the one-hot categories (text columns) and the scaler on its training split, and return
+    the TableData."""
     check_finite(t, impute)
-    fitted = Scaler.fit(t.values[np.asarray(splits["train"], dtype=np.int64)], scaler, impute, t.features)
+    train = np.asarray(splits["train"], dtype=np.int64)
+    onehot = OneHot.fit(t, train, impute) if t.text else None
+    if onehot is not None:
+        t = onehot.transform(t)  # (N, D') 0/1 columns in place of the text ones
+    fitted = Scaler.fit(t.values[train], scaler, impute, t.features)
+    fitted.onehot = onehot
     return table_data(t, splits, name, fitted, labels)
 
 
@@ -467,7 +615,7 @@ def align(t: Table, features: list[str], who: str = "the run") -> Table:
     have = t.values.shape[1]
     if t.named and set(t.features) == set(features):
         order = [t.features.index(f) for f in features]
-        return Table(t.values[:, order], list(features), t.what, True, t.labels, t.label_column, t.lines)
+        return Table(t.values[:, order], list(features), t.what, True, t.labels, t.label_column, t.lines, t.text)
     if have != d:
         extra = ""
         if t.named:
@@ -481,7 +629,8 @@ def align(t: Table, features: list[str], who: str = "the run") -> Table:
         unknown = [f for f in t.features if f not in features]
         raise DataError(f"{t.what}: column {unknown[0]!r} is not one {who} was trained on (it expects "
                         f"{', '.join(map(repr, features[:8]))}{', ...' if d > 8 else ''}); rename it")
-    return Table(t.values, list(features), t.what, t.named, t.labels, t.label_column, t.lines)
+    text = {features[t.features.index(k)]: v for k, v in t.text.items()}  # renamed by position
+    return Table(t.values, list(features), t.what, t.named, t.labels, t.label_column, t.lines, text)
 
 
 def apply_record(x: Any, record: dict[str, Any], name: str | None = None, splits: dict[str, np.ndarray] | None = None):
@@ -490,15 +639,19 @@ def apply_record(x: Any, record: dict[str, Any], name: str | None = None, splits
     ``splits`` are given."""
     state = record_state(record)
     scaler = Scaler.from_dict(state)
-    features = list(state["features"])
+    onehot = scaler.onehot
+    columns = list(onehot.columns) if onehot is not None else list(state["features"])  # the raw table's
     label_column = state.get("label_column")
-    t = read_table(x, what=name)
-    if t.named and label_column is not None and label_column in t.features and label_column not in features:
+    t = read_table(x, what=name, text=frozenset(onehot.categories) if onehot is not None else False)
+    if t.named and label_column is not None and label_column in t.features and label_column not in columns:
         j = t.features.index(label_column)  # the run's label column: labels, not a feature
         keep = [k for k in range(len(t.features)) if k != j]
-        t = Table(t.values[:, keep], [t.features[k] for k in keep], t.what, True, t.values[:, j], label_column, t.lines)
-    t = align(t, features)
+        t = Table(t.values[:, keep], [t.features[k] for k in keep], t.what, True, t.values[:, j], label_column, t.lines,
+                  t.text)
+    t = align(t, columns)
     check_finite(t, scaler.impute)
+    if onehot is not None:
+        t = onehot.transform(t)
     n = len(t.values)
     if n == 0:
         raise DataError(f"{t.what} holds no rows")
@@ -563,6 +716,8 @@ class TableOptions:
                                   "±4 std onto [0, 1]; minmax: min..max onto [0, 1])", choices=SCALERS)
     impute: str = opt("none", "tables: fill missing values with the training split's mean or median "
                               "(none: refuse them)", choices=IMPUTE)
+    categorical: str = opt("none", "tables: one-hot encode text columns with the training split's categories "
+                                   "(features column=value; none: refuse text columns)", choices=CATEGORICAL)
     label_column: str | None = opt(None, "tables: the column holding labels (default: one named 'label')",
                                    metavar="NAME")
 
@@ -619,7 +774,7 @@ def _raw(t: Table, opts: TableOptions, class_names: list[str] | None = None) -> 
         options=TableOptions, argument="data.csv")
 def _load_table(req: Request) -> Raw:
     path = _table_path(req.argument or "", req.data_dir)
-    return _raw(read_table(path, req.options.label_column), req.options)
+    return _raw(read_table(path, req.options.label_column, text=req.options.categorical == "onehot"), req.options)
 
 
 @source("odds", "an ODDS outlier-detection table (odds:cardio reads cardio.mat from the data folder; "

@@ -39,7 +39,9 @@ def iwae_nll(model, x: torch.Tensor, k: int, generator: torch.Generator | None =
 def evaluate(model, data, split: str = "test", *, iwae_samples: int = 0, batch_size: int = 500, binarize: str = "none",
              seed: int = 0, max_samples: int | None = None) -> dict[str, float]:
     """Metrics over a split: per-pixel ``mse``, ``bce`` (nats/image), ``psnr`` (dB, mean over images), the
-    model's loss terms, and for VAEs ``elbo`` (one-sample estimate) and, with ``iwae_samples`` = K > 0,
+    model's loss terms and stats, among them a VAE's ELBO (one-sample estimate) from the same forward pass
+    as in training, so it has the name and the value metrics.csv gives it (``elbo``: Bernoulli, loss bce;
+    ``elbo_gaussian``: loss mse, :meth:`aekit.models.vae.VAE.bound`) and, with ``iwae_samples`` = K > 0,
     ``nll_iwae``. ``binarize="static"`` scores a seeded Bernoulli draw of the data (for likelihood numbers)."""
     from ..data import to_float
 
@@ -79,12 +81,10 @@ def evaluate(model, data, split: str = "test", *, iwae_samples: int = 0, batch_s
         for key, t in out.terms.items():  # the parts of the loss ...
             vals[f"loss_{key}"] = float(t) * b
         for key, t in out.stats.items():  # ... and the model's own diagnostics, under their names
-            if key not in vals and key not in ("mse", "elbo"):
+            if key not in vals and key != "mse":
                 vals[key] = float(t) * b
-        if is_vae:
-            vals["elbo"] = model.log_importance_weights(x, 1, generator=g)[0].sum().item()
-            if iwae_samples:
-                vals["nll_iwae"] = iwae_nll(model, x, iwae_samples, generator=g).sum().item()
+        if iwae_samples:
+            vals["nll_iwae"] = iwae_nll(model, x, iwae_samples, generator=g).sum().item()
         for key, v in vals.items():
             sums[key] = sums.get(key, 0.0) + v
         n += b

@@ -13,9 +13,11 @@ from ..errors import ConfigError
 METRICS = ("mse", "bce", "psnr", "ssim", "elbo", "nll", "kl", "active", "codebook", "bits", "fid", "probe", "knn", "pca")
 # the ones that need a posterior (a VAE)
 VAE_ONLY = ("elbo", "nll", "kl", "active")
+# what the elbo metric reports, named after the likelihood (models.vae.VAE.bound): Bernoulli, Gaussian (loss mse)
+ELBO_KEYS = ("elbo", "elbo_gaussian")
 # what a metric needs of the model: features of Autoencoder.skip_reason (every metric not listed applies to all)
 NEEDS = {"elbo": ("likelihood",), "nll": ("likelihood",), "kl": ("posterior",), "active": ("posterior",),
-         "codebook": ("discrete",), "bits": ("discrete", "prior"), "pca": ("flat",)}
+         "codebook": ("discrete",), "bits": ("discrete", "prior")}
 
 
 def skip_reason(model, metric: str) -> str | None:
@@ -24,6 +26,9 @@ def skip_reason(model, metric: str) -> str | None:
         reason = model.skip_reason(feature)
         if reason is not None:
             return reason
+    if metric == "pca" and model.skip_reason("discrete") is None:
+        # PCA matches the count of real numbers in a code (D*h*w for a spatial one); indices are not numbers
+        return f"{model.name} codes are codebook indices, so no PCA code of the same size compares with them"
     return None
 
 

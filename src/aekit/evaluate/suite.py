@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from .metrics import METRICS, VAE_ONLY, parse_metrics, skip_reason
+from .metrics import ELBO_KEYS, METRICS, VAE_ONLY, parse_metrics, skip_reason
 
 
 class _Steps:
@@ -104,8 +104,15 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
         step("mse/bce/psnr/elbo")
         base = evaluate(model, data, split, batch_size=batch_size, binarize=binarize, seed=seed, max_samples=max_samples)
         if not vae or "elbo" not in names:
-            base.pop("elbo", None)
+            for key in ELBO_KEYS:
+                base.pop(key, None)
+        elif not any(key in base for key in ELBO_KEYS):  # loss rmse: no likelihood, so no bound
+            result.setdefault("skipped", {})["elbo"] = f"{model.name} was trained with loss {model.config.loss}, " \
+                                                        "which is no log-likelihood: no ELBO (loss bce or mse has one)"
         result.update(base)
+        from ..train.collapse import spaced, spread_ratio
+
+        result["spread_ratio"] = spread_ratio(model, spaced(images))  # ~0: collapsed to one image (train/collapse.py)
     if "nll" in names:
         step(f"nll (IWAE, K={iwae_samples})")
         if iwae_samples < 1:
@@ -169,7 +176,8 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
     if "pca" in names:
         from .pca import pca_baseline
 
-        result.update(pca_baseline(train_images.numpy(), images.numpy(), model.latent_dim, train_labels=train_labels.numpy(),
+        # the best linear code with as many numbers as the model's code (D*h*w for a spatial code, not D)
+        result.update(pca_baseline(train_images.numpy(), images.numpy(), model.code_size, train_labels=train_labels.numpy(),
                                    test_labels=labels.numpy(), probes=probes, seed=seed))
     step(None)
     return result

@@ -136,6 +136,16 @@ def latent_stats(codes) -> dict[str, list[float]]:
             "std": c.std(0).tolist(), "skew": np.nan_to_num(sk).tolist()}
 
 
+def pooled_stats(codes) -> dict[str, float]:
+    """min, max, mean and std of every value of every dimension taken together (the Keras article's "code values
+    from -1.76 to 22.35"): the one distribution a sampler for all dimensions at once would have to cover."""
+    c = np.asarray(codes, dtype=np.float64).reshape(-1)
+    if len(c) == 0:
+        raise ConfigError("pooled_stats needs at least one code value")
+    return {"min": float(c.min()), "max": float(c.max()), "mean": float(c.mean()), "std": float(c.std()),
+            "count": int(c.size)}
+
+
 def fit_gaussian(codes) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and covariance (D, D) of a set of codes; a tiny ridge keeps the covariance invertible."""
     c = np.asarray(codes, dtype=np.float64)

@@ -66,10 +66,10 @@ class AEConfig(BodyConfig):
             raise ConfigError(f"sparsity_target must be in (0, 1), got {self.sparsity_target}", param="sparsity_target")
         if self.sparsity_penalty == "kl" and self.sparsity > 0 and self.code_activation != "sigmoid":
             raise ConfigError("sparsity_penalty kl needs code_activation sigmoid (it compares mean activations in (0, 1) "
-                              f"with rho), got {self.code_activation}", param="sparsity_penalty")
+                              f"with rho), got {self.code_activation}", param=("sparsity_penalty", "code_activation"))
         if self.code == "conv":
             if self.arch != "conv":
-                raise ConfigError("code conv needs arch conv (the code is the conv body's last map)", param="code")
+                raise ConfigError("code conv needs arch=conv (the code is the conv body's last map)", param=("code", "arch"))
             d, default = self.filters[-1], LATENT_DEFAULT
             if self.latent_dim not in (d, default):
                 raise ConfigError(f"latent_dim {self.latent_dim} does not apply with code conv: the code is the last conv "

@@ -68,7 +68,9 @@ class ModelConfig:
     input_shape: tuple[int, int, int] = opt((1, 28, 28), "image shape C,H,W (set from the data when training)")
     latent_dim: int = opt(2, "code size (VQ: the dimension of each codebook vector)")
     loss: str = opt("bce", "reconstruction loss", choices=LOSSES)
-    noise: str = opt("none", "input corruption in training: gaussian:0.5 | saltpepper:0.1 | mask:0.3 (a denoising AE)")
+    noise: str = opt("none", "input corruption in training (a denoising AE): gaussian:STD[,MEAN] (x + N(MEAN, STD²), "
+                             "clipped; gaussian:0.5 as the Keras blog, gaussian:0.5,0.5 as the Habr article) | "
+                             "saltpepper:0.1 | mask:0.3")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # JSON gives lists back; keep tuples so configs stay hashable

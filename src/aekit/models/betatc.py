@@ -82,5 +82,5 @@ class BetaTCVAE(VAE):
             stats[f"{key}_nats"] = parts[key].detach()  # unweighted
         kl = sum(parts.values())  # a one-sample estimate of the KL, the three parts together
         stats["kl_nats"] = kl.detach()
-        stats["elbo"] = -(terms["recon"] + kl).detach()
+        stats.update(self.bound(terms["recon"], kl, x))
         return Output(loss=sum(terms.values()), terms=terms, x_hat=torch.sigmoid(logits), z=z, stats=stats)

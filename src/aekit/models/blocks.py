@@ -260,7 +260,8 @@ class ConvBody(nn.Module):
                 if fit_h is None or fit_w is None:
                     raise ConfigError(f"a transposed conv cannot map {h_in}x{w_in} back to {h_out}x{w_out} with kernel "
                                       f"{k}, stride {s}; use decoder=upsample"
-                                      + (" or pool_padding=same" if cfg.pool_padding == "valid" else ""))
+                                      + (" or pool_padding=same" if cfg.pool_padding == "valid" else ""),
+                                      param=("decoder", "pool_padding"))
                 pad, op = (fit_h[0], fit_w[0]), (fit_h[1], fit_w[1])
                 crop = (fit_h[2], fit_h[3], fit_w[2], fit_w[3])
                 if any(crop):
@@ -287,5 +288,5 @@ def build_body(cfg: BodyConfig, code_activation: str | None = None, code_norm: b
     if cfg.arch == "conv":
         return ConvBody(cfg, code_activation, code_norm)
     if code_activation is not None:
-        raise ConfigError("a conv code needs arch=conv", param="code")
+        raise ConfigError("a conv code needs arch=conv", param=("code", "arch"))
     return DenseBody(cfg)

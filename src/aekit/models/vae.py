@@ -5,6 +5,11 @@ trained on the importance-weighted bound with k = 5 (Burda et al. 2016).
 The loss is the negative ELBO in nats per image: reconstruction (BCE summed over pixels, i.e. a Bernoulli
 likelihood) plus ``beta`` times the KL divergence of q(z|x) = N(mu, diag sigma^2) from the prior N(0, I).
 
+The ``elbo`` stat (metrics.csv, eval.json) is the beta = 1 bound under the likelihood the loss is (:meth:`VAE.bound`):
+``elbo`` for ``loss=bce`` (Bernoulli); ``elbo_gaussian`` for ``loss=mse``, whose summed squared error is
+-log N(x; x_hat, sigma^2 I) with sigma^2 = 1/2 less its constant (P/2) log(2 pi sigma^2), added back in the stat;
+none for ``loss=rmse``, which is no log-likelihood.
+
 Two options serve the likelihood benchmark (both off by default):
 - ``kl_warmup``: the KL weight ramps linearly from 0 to ``beta`` over that many epochs (Bowman et al. 2016;
   Sønderby et al. 2016), which keeps latent units from collapsing early. Evaluation always uses the full weight,
@@ -48,7 +53,7 @@ class VAEConfig(BodyConfig):
         if self.iwae_k < 1:
             raise ConfigError(f"iwae_k must be >= 1, got {self.iwae_k}", param="iwae_k")
         if self.iwae_k > 1 and self.loss != "bce":
-            raise ConfigError("iwae_k > 1 needs loss=bce (a Bernoulli likelihood)")
+            raise ConfigError("iwae_k > 1 needs loss=bce (a Bernoulli likelihood)", param=("iwae_k", "loss"))
 
 
 @register("conv-iwae", "the conv VAE trained on the IWAE bound with k=5 (Burda et al. 2016)", iwae_k=5, arch="conv",
@@ -97,8 +102,19 @@ class VAE(Autoencoder):
         kl = self.kl(mu, logvar, z).mean()
         terms["kl"] = self._beta() * kl  # the weighted part of the loss; the raw KL is a stat
         stats["kl_nats"] = kl.detach()
-        stats["elbo"] = -(terms["recon"] + kl).detach()  # beta=1 bound, whatever beta trains
+        stats.update(self.bound(terms["recon"], kl, x))  # beta=1 bound, whatever beta trains
         return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=torch.sigmoid(logits), z=z, stats=stats)
+
+    def bound(self, recon: torch.Tensor, kl: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ELBO (nats per image) named after its likelihood, from the loss's ``recon`` term and the KL (means
+        over the batch): ``{"elbo": ...}`` (Bernoulli, loss bce), ``{"elbo_gaussian": ...}`` (loss mse: recon =
+        sum (x - x_hat)^2 = -log N(x; x_hat, I/2) - (P/2) log(pi)), ``{}`` for rmse (no likelihood)."""
+        if self.config.loss == "bce":
+            return {"elbo": -(recon + kl).detach()}
+        if self.config.loss == "mse":
+            const = 0.5 * x[0].numel() * math.log(2 * math.pi * GAUSSIAN_VARIANCE)  # (P/2) log(2 pi sigma^2)
+            return {"elbo_gaussian": -(recon + const + kl).detach()}
+        return {}
 
     # --- the prior p(z) = N(0, I); subclasses with another prior override these three -------------------
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -162,6 +178,9 @@ class VAE(Autoencoder):
 
 
 LOG_2PI = math.log(2 * math.pi)
+# the fixed variance of the Gaussian likelihood that --loss mse is: sum (x - x_hat)^2 / (2 sigma^2) is the summed
+# squared error exactly when sigma^2 = 1/2 (the elbo_gaussian stat)
+GAUSSIAN_VARIANCE = 0.5
 
 
 def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

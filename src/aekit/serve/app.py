@@ -264,6 +264,12 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     model = ex.model
     n, size = len(ex.codes), int(model.code_size)
     features = {f: model.skip_reason(f) for f in FEATURES}
+    from ..data.base import DATA_FEATURES
+
+    data = ex.session.data
+    data_features = {f: data.skip_reason(f) for f in DATA_FEATURES}
+    pictures = data_features["images"]  # None, or why the samples are not pictures (a table's rows)
+    columns = list(data.features) if data_features["table"] is None else None
     discrete = features["discrete"] is None
     flat = features["flat"] is None
     note = sample_note(model)
@@ -308,6 +314,11 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     @app.exception_handler(AekitError)
     async def _aekit_error(request: Request, exc: AekitError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    def need_pictures(what: str) -> None:
+        """Image endpoints on data that are not pictures: 409 with the data's reason, before any work."""
+        if pictures:
+            raise RequestError(409, f"{what} draws images; {pictures} (ask /api/info, /api/map and /api/test/I)")
 
     def png(img: np.ndarray) -> Response:
         return Response(png_bytes(img), media_type="image/png", headers={"Cache-Control": "no-store"})
@@ -399,7 +410,9 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     info_body = json.dumps({
         "model": model.name, "run": Path(ex.session.run.path).name, "latent_dim": int(model.latent_dim),
         "code_shape": list(model.code_shape), "code_size": size, "features": features,
-        "panels": {"sliders": features["flat"], "grid": features["discrete"], "sample": note or None},
+        "panels": {"sliders": pictures or features["flat"], "grid": pictures or features["discrete"],
+                   "sample": pictures or note or None},
+        "data_features": data_features, "columns": columns,
         "codebook": codebook, "shape": list(ex.shape), "class_names": ex.class_names,
         "has_prior": bool(model.has_prior), "sample_note": note,
         "ranges": {"lo": ex.lo.tolist(), "hi": ex.hi.tolist()}, "n_points": n, "projection": ex.projection,
@@ -424,11 +437,13 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.post("/api/decode")
     async def decode(body: CodeIn):
+        need_pictures("/api/decode")
         z = check_code(body.z, size)
         return await compute(lambda: png(ex.decode(z[None])[0]))
 
     @app.post("/api/decode_indices")
     async def decode_indices(body: IndicesIn):
+        need_pictures("/api/decode_indices")
         if not discrete:
             raise RequestError(409, features["discrete"])
         from ..errors import ConfigError
@@ -444,15 +459,21 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     async def test_item(i: int):
         i = test_index(i)
         grid = await compute(grid_of, ex.images[i]) if discrete else None  # an encoder pass: a compute slot
-        return {"index": i, "label": int(ex.labels[i]), "label_name": _label(i), "z": ex.codes[i].tolist(),
-                "xy": ex.xy[i].tolist(), "error": float(ex.errors[i]), "indices": grid}
+        out = {"index": i, "label": int(ex.labels[i]), "label_name": _label(i), "z": ex.codes[i].tolist(),
+               "xy": ex.xy[i].tolist(), "error": float(ex.errors[i]), "indices": grid}
+        if columns is not None:  # a table's row in its own units (the run's scaler inverted), where an image would be
+            raw = data.scaler.inverse(ex.images[i].reshape(1, -1))[0]
+            out["values"] = {name: float(v) for name, v in zip(columns, raw)}
+        return out
 
     @app.get("/api/test/{i}/image.png")
     def test_image(i: int):  # a plain def: PNG coding runs in Starlette's thread pool (no model call, no slot)
+        need_pictures("/api/test/I/image.png")
         return png(ex.images[test_index(i)])
 
     @app.get("/api/test/{i}/recon.png")
     async def test_recon(i: int):
+        need_pictures("/api/test/I/recon.png")
         i = test_index(i)
         return await compute(lambda: png(ex.decode(ex.codes[i][None])[0]))
 
@@ -464,6 +485,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.get("/api/sample")
     async def sample(seed: int = Query(0, ge=0, lt=2**31)):
+        need_pictures("/api/sample")
         if note:
             raise RequestError(409, note)
         return await compute(_sample, seed)
@@ -482,6 +504,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.post("/api/morph")
     async def morph(body: MorphIn):
+        need_pictures("/api/morph")
         return await compute(_morph, body)
 
     def _arithmetic(body: ArithmeticIn) -> dict:
@@ -494,6 +517,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.post("/api/arithmetic")
     async def arithmetic(body: ArithmeticIn):
+        need_pictures("/api/arithmetic")
         return await compute(_arithmetic, body)
 
     def _upload(raw: bytes, invert: bool) -> dict:
@@ -507,6 +531,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     @app.post("/api/upload")
     async def upload(file: UploadFile = File(...), invert: bool = Form(False)):
+        need_pictures("/api/upload")
         raw = await file.read(MAX_UPLOAD_BYTES + 1)  # the body is already in memory (BodyLimit): no disk wait
         return await compute(_upload, raw, invert)
 

@@ -14,6 +14,9 @@ PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed", "64")
 BINARIZE = ("none", "dynamic", "static")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# --logger: the modules each one needs and the aekit extra that installs them (csv: RUN/metrics.csv alone); the
+# mlflow logger keeps a SQLite store (train/trainer.py _logger), which takes sqlalchemy (full mlflow has it)
+LOGGERS = {"csv": None, "tensorboard": (("tensorboard",), "tensorboard"), "mlflow": (("mlflow", "sqlalchemy"), "mlflow")}
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class TrainConfig:
                                           "(it is always saved at the end of each epoch); 0: off", metavar="M")
     progress: bool = opt(True, "progress bar")
     log_epochs: bool = opt(True, "print one line per epoch: losses, loss terms, seconds")
+    logger: str = opt("csv", "where the epoch metrics also go; RUN/metrics.csv is always written. tensorboard: "
+                             "RUN/tensorboard (extra aekit[tensorboard]); mlflow: a local MLflow store in RUN/mlruns, "
+                             "no server (extra aekit[mlflow])", choices=tuple(LOGGERS))
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "devices", "num_nodes"):
@@ -67,7 +73,7 @@ class TrainConfig:
         object.__setattr__(self, "precision", str(self.precision))
         for name, allowed in (("precision", PRECISIONS), ("binarize", BINARIZE), ("schedule", ("none", "cosine")),
                               ("strategy", STRATEGIES), ("accelerator", ACCELERATORS),
-                              ("on_nan", ("stop", "skip"))):
+                              ("on_nan", ("stop", "skip")), ("logger", tuple(LOGGERS))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", param=name)
 
@@ -80,6 +86,17 @@ class TrainConfig:
                               param="accelerator")
         if self.accelerator == "mps" and not torch.backends.mps.is_available():
             raise ConfigError("accelerator 'mps' needs Apple silicon; use cpu or auto", param="accelerator")
+        self.check_logger()
+
+    def check_logger(self) -> None:
+        """Refuse a --logger whose package is not installed, before anything is trained or written."""
+        import importlib.util
+
+        need = LOGGERS[self.logger]
+        missing = [m for m in need[0] if importlib.util.find_spec(m) is None] if need is not None else []
+        if missing:
+            raise ConfigError(f"logger {self.logger} needs the {missing[0]} package, which is not installed: "
+                              f"pip install 'aekit[{need[1]}]' (or logger=csv)", param="logger")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -120,3 +120,16 @@ class PeerWatch:
             who = f"the connection to another training process broke ({_gist(text) or type(exc).__name__})"
         prefix = f"rank {rank} of {world}: " if rank > 0 else ""
         return RunError(f"{prefix}{who}, so the run stopped; {self._kept()}")
+
+
+def start_line(trainer, strategy: str = "auto") -> str | None:
+    """What rank 0 prints once the processes have met: 'training on 2 processes × 1 node (ddp, gloo)'; None for
+    one process. (Lightning's own 'Initializing distributed: GLOBAL_RANK ...' lines, one per rank, are muted.)"""
+    if trainer.world_size <= 1:
+        return None
+    # the strategy asked for (auto: the name of the class Lightning chose, DDPStrategy -> ddp)
+    name = strategy if strategy != "auto" else type(trainer.strategy).__name__.removesuffix("Strategy").lower()
+    backend = getattr(trainer.strategy, "process_group_backend", None)
+    nodes = trainer.num_nodes
+    return (f"training on {trainer.num_devices} processes × {nodes} node{'s' if nodes > 1 else ''} "
+            f"({', '.join(x for x in (name, backend) if x)})")

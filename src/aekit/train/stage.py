@@ -96,6 +96,7 @@ def train_stage(run_dir: str | Path, name: str | None = None, cfg: TrainConfig |
     from .trainer import _callbacks, _check_checkpoint, make_trainer, quiet_lightning
 
     cfg = cfg or TrainConfig()
+    cfg.check_logger()  # --logger's package is installed, before anything is written
     run_dir = Path(run_dir)
     record = read_config(run_dir)
     if record.get("status") != "finished":

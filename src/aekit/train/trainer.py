@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
     from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     from .checkpoints import ResumePoints, RngState, StopOnSignal
+    from .distributed import start_line
 
     class EpochCSV(Callback):
         """One row per epoch in ``metrics.csv``, rewritten atomically after every epoch, so a killed run keeps
@@ -33,6 +35,8 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
                          if "epoch" in r and r["epoch"] < trainer.current_epoch]  # read back as floats
             if trainer.is_global_zero and on_start is not None:
                 on_start()  # the checkpoint (if any) has loaded: only now is the run "running" again
+            if trainer.is_global_zero and (line := start_line(trainer, cfg.strategy)) is not None:
+                print(line, flush=True)  # several processes: rank 0 says so, once
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             row = pl_module.epoch_metrics()
@@ -98,23 +102,37 @@ def epoch_line(row: dict[str, float], epochs: int | None) -> str:
     return text + f"  {row['seconds']:.1f}s"
 
 
-def _logger(run_dir: Path):
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    from lightning.pytorch.loggers import TensorBoardLogger
+def _logger(run_dir: Path, cfg: TrainConfig):
+    """Lightning's logger for ``--logger`` (csv: none; EpochCSV writes metrics.csv whatever the choice). One
+    point per epoch: LitAutoencoder logs the epoch means once per epoch."""
+    if cfg.logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
 
-    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")
+        # version "": RUN/tensorboard itself holds the event files (a resumed run appends to them)
+        return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+    if cfg.logger == "mlflow":
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        # a local store in the run folder, no tracking server: `mlflow ui --backend-store-uri sqlite:///RUN/mlruns/mlflow.db`.
+        # SQLite, not MLflow's ./mlruns file store, which MLflow 3 refuses ("maintenance mode")
+        store = (run_dir / "mlruns").absolute()
+        store.mkdir(parents=True, exist_ok=True)
+        return MLFlowLogger(experiment_name="aekit", run_name=run_dir.name, tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
+                            artifact_location=(store / "artifacts").as_uri())
+    return False
 
 
 def quiet_lightning() -> None:
     """Keep the console to the progress bar and the results."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("mlflow", "alembic"):  # --logger mlflow: "Creating initial MLflow database tables..." and the like
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*(does not have many workers|num_workers|LeafSpec|isinstance\(treespec|Checkpoint directory .* exists and is not empty).*")
     # DDP: the epoch means are reduced over the ranks before they are logged (module.epoch_metrics)
     warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+    # --logger tensorboard|mlflow: aekit logs once per epoch, on purpose (log_every_n_steps is set out of reach)
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
 
 
 def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
@@ -128,7 +146,7 @@ def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
     precision = choose_precision(cfg.precision, cfg.accelerator, warn=_launched_rank() == 0)
     return L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=precision, callbacks=callbacks, logger=_logger(out), default_root_dir=str(out),
+        strategy=cfg.strategy, precision=precision, callbacks=callbacks, logger=_logger(out, cfg), default_root_dir=str(out),
         plugins=[AtomicCheckpointIO()],  # every checkpoint: temporary name, fsync, rename
         enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=10**9, deterministic=True, use_distributed_sampler=False,
@@ -244,6 +262,7 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     from ..limits import check_batch
 
     check_batch(model, min(cfg.batch_size, max(len(data.splits["train"]), 1)))  # before anything is allocated or written
+    cfg.check_logger()  # --logger's package is installed
     ckpt_path = prepare_run_dir(out, resume)
     if tuple(model.input_shape) != tuple(data.shape):
         raise ConfigError(f"model input shape {model.input_shape} does not match the data's {data.shape}")
@@ -310,6 +329,13 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
         return None  # a non-zero DDP rank: rank 0 alone writes the folder
     model.float().eval()  # --precision 64 trains in float64; run folders hold float32 weights like every other
     save_weights(model, out / WEIGHTS)
+    from .collapse import split_ratio, warning
+
+    # collapse to the mean image: the loss curve looks fine, the reconstructions are one picture (train/collapse.py)
+    ratio = split_ratio(model, data, "val" if has_val else "train")
+    result["spread_ratio"] = None if ratio is None else round(ratio, 4)
+    if (line := warning(ratio)) is not None:
+        print(line, file=sys.stderr, flush=True)
     record["status"] = "finished"
     record["result"] = result
     write_json(out / CONFIG, record)
