@@ -209,3 +209,24 @@ def test_code_usage_grid_checks_and_cell_boxes():
         check_grid([[1, 2, 3]], (2, 2), 5)
     assert cell_box((1, 2), (7, 7), (28, 28)) == (4, 8, 8, 12)
     assert cell_box((0, 0), (3, 3), (8, 8)) == (0, 3, 0, 3)  # cells of uneven size cover every pixel
+
+
+def test_one_index_space_for_plot_report_and_explorer(ae2):
+    """A view on a seeded subset (the quick report, the explorer) names images by the split's own index, as
+    `aekit plot` does: the same number is the same image everywhere."""
+    from aekit.errors import ConfigError
+    from aekit.session import RunSession
+
+    run, data = ae2
+    full, part = RunSession(run, use_cache=False), RunSession(run, limit=40, use_cache=False)
+    ids = part.ids("test")
+    assert len(ids) == 40 and ids[-1] > 40 and list(full.ids("test")) == list(range(len(full.split("test")[0])))
+    shown = part.figure("reconstruct", {"n": 6})[1]
+    assert set(shown["indices"]) <= set(ids.tolist())
+    again = full.figure("reconstruct", {"indices": shown["indices"]})[1]  # the same numbers in a full view ...
+    assert again["mse"] == pytest.approx(shown["mse"], rel=1e-5)  # ... are the same images
+    a, b = part.figure("interpolate", {})[1]["a"], part.figure("interpolate", {})[1]["b"]
+    assert (a, b) == (int(ids[0]), int(ids[1]))
+    missing = next(i for i in range(100) if i not in set(ids.tolist()))
+    with pytest.raises(ConfigError, match=f"image {missing} of split 'test' is not among the 40"):
+        part.figure("reconstruct", {"indices": [missing]})

@@ -207,3 +207,26 @@ def test_serve_answers_info_and_refuses_images(cat_run):
     for method, url, kw in requests:
         r = getattr(client, method)(url, **kw)
         assert r.status_code == 409 and "draws images" in r.json()["detail"] and "not pictures" in r.json()["detail"], url
+
+
+def test_any_unseen_category_is_refused_in_one_line():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from aekit.data.tables import MISSING, OneHot, read_table
+
+    onehot = OneHot(["price", "colour"], {"colour": sorted(COLOURS)})
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.text(min_size=1, max_size=12))
+    def check(value):
+        cell = value.strip()
+        if not cell or cell.lower() in MISSING or cell in COLOURS:
+            return
+        t = read_table(np.array([[1.0, "red"], [2.0, value]], dtype=object), text=frozenset({"f1"}))
+        t.features = ["price", "colour"]
+        t.text = {"colour": t.text["f1"]}
+        msg = one_line(DataError, lambda: onehot.transform(t), f"column 'colour' has category {cell!r} at row 1")
+        assert "it knows 'blue', 'green', 'red'" in msg
+
+    check()

@@ -117,6 +117,49 @@ def test_the_gaussian_elbo_is_the_textbook_bound_on_a_batch(mse_vae):
     assert float(stat) == pytest.approx(float((log_px - kl).mean()), rel=1e-5)
 
 
+def test_an_mse_vae_nll_is_the_gaussian_iwae_bound_under_its_own_name(mse_vae, capsys):
+    """The IWAE NLL uses the likelihood the loss is (the same N(x; x_hat, 1/2) as elbo_gaussian), so with K = 1
+    it is -elbo_gaussian for the same draw, and a larger K tightens it; it is named nll_iwae_gaussian."""
+    import aekit
+    from aekit.data import to_float
+    from aekit.evaluate import evaluate_metrics
+
+    run = aekit.load_run(mse_vae)
+    model = run.model.eval()
+    x = to_float(run.data().split("val")[0][:64])
+    torch.manual_seed(5)
+    with torch.no_grad():
+        stat = model(x).stats["elbo_gaussian"]
+    with torch.no_grad():
+        logits = model.decode_logits(model.encode(x))
+    normal = torch.distributions.Normal(torch.sigmoid(logits), math.sqrt(0.5)).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(model.log_likelihood(logits, x), normal, rtol=1e-5)
+    torch.manual_seed(5)
+    one = model.log_importance_weights(x, 1)  # (1, B): the same draw, a Monte Carlo KL instead of the closed form
+    assert float(one.mean()) == pytest.approx(float(stat), rel=0.02)
+    m = evaluate_metrics(model, run.data(), "nll", split="val", iwae_samples=50, max_samples=64)
+    assert "nll_iwae" not in m and m["nll_iwae_gaussian"] < -float(stat)
+    code, _, err = cli(capsys, "evaluate", str(mse_vae), "--metrics", "nll", "--iwae-samples", "2", "--max-samples", "8")
+    assert code == 0, err
+
+
+def test_an_rmse_vae_has_no_likelihood_to_score_or_bound(capsys):
+    """rmse is no log-likelihood: a likelihood score or NLL is refused in one line, in the CLI's spelling."""
+    from aekit import build_model
+    from aekit.anomaly import _check_likelihood_score
+    from aekit.cli import main
+    from aekit.errors import ConfigError, cli_spelling
+
+    model = build_model("vae", input_shape=(1, 8, 8), latent_dim=2, hidden_dims=(8,), loss="rmse")
+    with pytest.raises(ConfigError) as exc:
+        _check_likelihood_score(model, "nll")
+    text = cli_spelling(str(exc.value), exc.value.param)
+    assert "--loss bce or mse" in text and "--score recon" in text and "=" not in text
+    with pytest.raises(ConfigError, match="no log-likelihood"):
+        model.log_importance_weights(torch.rand(2, 1, 8, 8), 3)
+    _check_likelihood_score(build_model("vae", input_shape=(1, 8, 8), latent_dim=2, hidden_dims=(8,), loss="mse"), "nll")
+
+
 def test_the_bernoulli_elbo_keeps_its_name_and_rmse_has_none(digits_model_outputs):
     bce, rmse = digits_model_outputs
     assert "elbo" in bce and "elbo_gaussian" not in bce

@@ -87,6 +87,7 @@ class RunSession:
         self._splits: dict[str, Any] = {}
         self._memo: dict[str, dict] = {}
         self._image_keys: dict[str, str] = {}
+        self._ids: dict[str, Any] = {}
 
     @classmethod
     def open(cls, path, **options) -> "RunSession":
@@ -129,13 +130,38 @@ class RunSession:
             images, labels = self.data.split(name)
             if len(images) == 0:
                 raise ConfigError(f"split {name!r} of {self.data.name} is empty; choose another --split")
+            import numpy as np
+
+            ids = np.arange(len(images))
             if self.limit is not None and len(images) > self.limit:
                 import torch
 
-                keep = torch.from_numpy(self.subset(self.limit, len(images)))
+                ids = self.subset(self.limit, len(images))
+                keep = torch.from_numpy(ids)
                 images, labels = images[keep], labels[keep]
             self._splits[name] = (images, labels.numpy())
+            self._ids[name] = ids
         return self._splits[name]
+
+    def ids(self, name: str):
+        """The split's own index of each image of :meth:`split` (sorted; ``arange`` unless ``limit`` subsampled):
+        the one index space of ``plot``, the report and the explorer, in titles, JSON and options."""
+        self.split(name)
+        return self._ids[name]
+
+    def position(self, name: str, i: int, flag: str) -> int:
+        """Where image ``i`` of split ``name`` (its own index) sits in :meth:`split`; a ConfigError naming ``flag``
+        when the split has no image ``i`` or the session's seeded subset left it out."""
+        import numpy as np
+
+        ids, total = self.ids(name), len(self.data.split(name)[0])
+        if not 0 <= i < total:
+            raise ConfigError(f"{flag} is out of range: split {name!r} has images 0..{total - 1}")
+        p = int(np.searchsorted(ids, i))
+        if p == len(ids) or ids[p] != i:
+            raise ConfigError(f"{flag}: image {i} of split {name!r} is not among the {len(ids)} of this view "
+                              f"(a seeded subset of {total}); `aekit plot` uses them all")
+        return p
 
     # ---- cached arrays ------------------------------------------------------------------------------------
     def _images_key(self, split: str) -> str:
@@ -407,8 +433,11 @@ def _check_picture(kind: str, o: dict, code_size: int) -> None:
 # ---- one builder per KIND: (session, options) -> (Figure, numbers) -------------------------------------------
 
 def _pick(s: RunSession, o: dict, default_n: int | None):
-    """(split, indices into it): --indices, else the first n images (the same pictures every time)."""
+    """(split, positions in ``s.split(split)``, the images' own indices): --indices (the split's own numbers),
+    else n images spread over the classes (the same pictures every time)."""
     import numpy as np
+
+    from .limits import MAX_TITLED_IMAGES, require_picture
 
     split = o.get("split", "test")
     total = len(s.split(split)[0])
@@ -416,20 +445,14 @@ def _pick(s: RunSession, o: dict, default_n: int | None):
         idx = list(o["indices"])
         if not idx:
             raise ConfigError("--indices is empty; give image numbers like 0,5,9")
-        bad = [i for i in idx if not 0 <= i < total]
-        if bad:
-            raise ConfigError(f"index {bad[0]} is out of range: split {split!r} has images 0..{total - 1}")
-        from .limits import MAX_TITLED_IMAGES, require_picture
-
         require_picture(2 * len(idx), "--indices", "give fewer image numbers", MAX_TITLED_IMAGES)
-        return split, np.asarray(idx)
+        pos = np.asarray([s.position(split, i, f"--indices {i}") for i in idx], dtype=np.int64)
+        return split, pos, np.asarray(idx)
     n = o.get("n", default_n)
-    idx = spread(s.split(split)[1], total if n is None else min(n, total))
-    from .limits import MAX_TITLED_IMAGES, require_picture
-
-    require_picture(2 * len(idx), f"{len(idx)} images of split {split!r} with their outputs", "use a smaller --n or --indices",
+    pos = spread(s.split(split)[1], total if n is None else min(n, total))
+    require_picture(2 * len(pos), f"{len(pos)} images of split {split!r} with their outputs", "use a smaller --n or --indices",
                     MAX_TITLED_IMAGES)
-    return split, idx
+    return split, pos, s.ids(split)[pos]
 
 
 def spread(labels, n: int):
@@ -448,12 +471,15 @@ def spread(labels, n: int):
     return np.sort(pick)
 
 
-def _index(o: dict, key: str, default: int, total: int, split: str) -> int:
-    i = o.get(key, default)
-    if not 0 <= i < total:
-        flag = f"--{key} {i}" if key != "i" else f"image {i}"
-        raise ConfigError(f"{flag} is out of range: split {split!r} has images 0..{total - 1}")
-    return i
+def _index(s: RunSession, o: dict, key: str, default: int, split: str) -> tuple[int, int]:
+    """(position in ``s.split(split)``, the split's own index) of option ``key`` (an index of the split), or of
+    the ``default``-th image of the view."""
+    if key not in o:
+        if default >= len(s.ids(split)):
+            raise ConfigError(f"split {split!r} has only {len(s.ids(split))} images; give --{key}")
+        return default, int(s.ids(split)[default])
+    i = o[key]
+    return s.position(split, i, f"--{key} {i}" if key != "i" else f"image {i}"), i
 
 
 def _check_dims(dims, d: int, k: int) -> tuple[int, ...]:
@@ -468,15 +494,15 @@ def _reconstruct(s: RunSession, o: dict):
     from . import plots
     from .explore import as_unit, decode_all, encode_all
 
-    split, idx = _pick(s, o, 10)
+    split, idx, ids = _pick(s, o, 10)
     x = s.split(split)[0][idx]
     orig = as_unit(x).numpy()
     z = encode_all(s.model, x, s.batch_size)
     rec = decode_all(s.model, z)
     mse = ((rec - orig) ** 2).reshape(len(idx), -1).mean(1)
     spatial = len(s.model.code_shape) == 3 and not s.discrete  # a discrete grid is shown by `plot codes`/`swap`
-    fig = plots.reconstruct(orig, rec, mse, idx.tolist(), codes=z if spatial else None)
-    return fig, {"split": split, "indices": idx.tolist(), "mse": mse.tolist()}
+    fig = plots.reconstruct(orig, rec, mse, ids.tolist(), codes=z if spatial else None)
+    return fig, {"split": split, "indices": ids.tolist(), "mse": mse.tolist()}
 
 
 def _latent(s: RunSession, o: dict):
@@ -582,7 +608,7 @@ def _interpolate(s: RunSession, o: dict):
 
     split = o.get("split", "test")
     images = s.split(split)[0]
-    a, b = (_index(o, k, d, len(images), split) for k, d in (("a", 0), ("b", 1)))
+    (a, a_id), (b, b_id) = (_index(s, o, k, d, split) for k, d in (("a", 0), ("b", 1)))
     mode = o.get("mode", "linear")
     if mode not in MODES["interpolate"]:
         raise ConfigError(f"interpolate --mode is linear or slerp, got {mode!r}")
@@ -590,7 +616,7 @@ def _interpolate(s: RunSession, o: dict):
     z = s.encode_pre(x)  # (2, code_size): the continuous space, also for a discrete model
     codes, imgs = interpolate(s.model, z[0], z[1], o.get("steps", 10), mode)
     orig = as_unit(x).numpy()
-    return plots.interpolation(imgs, orig[0], orig[1], mode), {"a": a, "b": b, "mode": mode, "codes": codes.tolist()}
+    return plots.interpolation(imgs, orig[0], orig[1], mode), {"a": a_id, "b": b_id, "mode": mode, "codes": codes.tolist()}
 
 
 def _class_ids(s: RunSession, text: str, count: int = 3) -> list[int]:
@@ -631,8 +657,11 @@ def _arithmetic(s: RunSession, o: dict):
         if "a" not in o or "b" not in o:
             raise ConfigError("image arithmetic needs --a and --b (a - b), and --c to add a third (a - b + c)")
         terms = [(1.0, str(o["a"])), (-1.0, str(o["b"]))] + ([(1.0, str(o["c"]))] if "c" in o else [])
-    else:  # the report's example
-        terms = [(1.0, "0"), (-1.0, "1"), (1.0, "2")]
+    else:  # the report's example: the first three images of the view (0, 1, 2 unless a subset is shown)
+        first = s.ids(o.get("split", "test"))[:3]
+        if len(first) < 3:
+            raise ConfigError(f"the example a - b + c needs 3 images; give --expr or --classes")
+        terms = [(1.0, str(first[0])), (-1.0, str(first[1])), (1.0, str(first[2]))]
     from .limits import MAX_TITLED_IMAGES, require_picture
 
     require_picture(2 * len(terms) + 1, "--expr", "use fewer terms", MAX_TITLED_IMAGES)
@@ -646,10 +675,10 @@ def _arithmetic(s: RunSession, o: dict):
             inputs.append(as_unit(images[[first]]).numpy()[0])
             names.append(f"mean of {s.data.class_names[k] if k < len(s.data.class_names) else k}")
         else:
-            i = _index({"i": int(term)}, "i", 0, len(images), split)
+            i, i_id = _index(s, {"i": int(term)}, "i", 0, split)
             codes.append(s.encode_pre(images[[i]])[0])
             inputs.append(as_unit(images[[i]]).numpy()[0])
-            names.append(f"#{i}")
+            names.append(f"#{i_id}")
     weights = [w for w, _ in terms]
     z, result = combine(s.model, codes, weights)
     text = " ".join(f"{'-' if w < 0 else '+'} {'' if abs(w) == 1 else f'{abs(w):g}*'}{n}" for w, n in zip(weights, names))
@@ -686,10 +715,10 @@ def _denoise(s: RunSession, o: dict):
     from .data import parse_noise
     from .explore import denoise
 
-    split, idx = _pick(s, o, 10)
+    split, idx, ids = _pick(s, o, 10)
     noise = parse_noise(o.get("noise", "gaussian:0.5"))
     r = denoise(s.model, s.split(split)[0][idx], noise, seed=s.seed)
-    return plots.denoise(r, str(noise)), {"noise": str(noise), "indices": idx.tolist(),
+    return plots.denoise(r, str(noise)), {"noise": str(noise), "indices": ids.tolist(),
                                           "psnr_noisy": r["psnr_noisy"].tolist(), "psnr_output": r["psnr_output"].tolist(),
                                           "mean_psnr_noisy": float(r["psnr_noisy"].mean()),
                                           "mean_psnr_output": float(r["psnr_output"].mean())}
@@ -764,7 +793,7 @@ def _swap(s: RunSession, o: dict):
 
     split = o.get("split", "test")
     images = s.split(split)[0]
-    a = _index(o, "a", 0, len(images), split)
+    a, a_id = _index(s, o, "a", 0, split)
     grid = encode_all(s.model, images[a : a + 1], encode=s.model.encode_indices)[0]  # (h, w)
     h, w = grid.shape
     cell = tuple(o.get("cell", (h // 2, w // 2)))
@@ -783,7 +812,7 @@ def _swap(s: RunSession, o: dict):
         entries = [int(e) for e in np.argsort(-counts, kind="stable") if e != grid[cell]][:7]
     r = swap_codes(s.model, grid, cell, entries)
     fig = plots.swap(as_unit(images[a]).numpy(), r, cell, int(grid[cell]), entries)
-    return fig, {"split": split, "a": a, "cell": list(cell), "grid": grid.tolist(), "from": int(grid[cell]),
+    return fig, {"split": split, "a": a_id, "cell": list(cell), "grid": grid.tolist(), "from": int(grid[cell]),
                  "entries": entries, "inside": r["inside"].tolist(), "outside": r["outside"].tolist()}
 
 

@@ -15,7 +15,6 @@ from aekit.data import sources
 from aekit.data.sources import Request, resolve, spec_help
 from aekit.data.splits import make_splits
 from aekit.errors import DataError
-from aekit.options import coerce
 
 if TYPE_CHECKING:
     from aekit.data.base import ImageData

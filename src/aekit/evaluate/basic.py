@@ -83,8 +83,8 @@ def evaluate(model, data, split: str = "test", *, iwae_samples: int = 0, batch_s
         for key, t in out.stats.items():  # ... and the model's own diagnostics, under their names
             if key not in vals and key != "mse":
                 vals[key] = float(t) * b
-        if iwae_samples:
-            vals["nll_iwae"] = iwae_nll(model, x, iwae_samples, generator=g).sum().item()
+        if iwae_samples:  # named after the likelihood, like the ELBO: nll_iwae (Bernoulli), nll_iwae_gaussian
+            vals[model.nll_key] = iwae_nll(model, x, iwae_samples, generator=g).sum().item()
         for key, v in vals.items():
             sums[key] = sums.get(key, 0.0) + v
         n += b

@@ -121,7 +121,7 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
         t0 = time.perf_counter()
         nll = evaluate(model, data, split, iwae_samples=iwae_samples, binarize=binarize, seed=seed,
                        batch_size=max(1, min(batch_size, 2**22 // max(iwae_samples, 1) + 1)), max_samples=n_nll)
-        result.update({"nll_iwae": nll["nll_iwae"], "iwae_samples": iwae_samples, "nll_n": n_nll,
+        result.update({model.nll_key: nll[model.nll_key], "iwae_samples": iwae_samples, "nll_n": n_nll,
                        "nll_seconds": round(time.perf_counter() - t0, 2)})
     result["binarize"] = binarize
 

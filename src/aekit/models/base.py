@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,7 +43,8 @@ class Capabilities:
     Front ends ask :meth:`Autoencoder.skip_reason` and show only what applies.
 
     - ``posterior``: ``posterior(x) -> (mean, logvar)``, each shaped like the code (a VAE).
-    - ``likelihood``: ``log_importance_weights(x, k, generator) -> (k, B)``, the IWAE bound on log p(x).
+    - ``likelihood``: ``log_importance_weights(x, k, generator) -> (k, B)``, the IWAE bound on log p(x), and
+      ``nll_key``, the name its NLL goes by (``nll_iwae``: Bernoulli; ``nll_iwae_gaussian``: loss mse).
     - ``prior``: ``sample(n, generator)`` draws new images (``prior_ready()`` says whether a second stage
       must be trained first).
     - ``conditional``: ``encode(x, y)``, ``decode(z, y)`` and ``forward(x, y)`` also take labels ``y`` (B,) long

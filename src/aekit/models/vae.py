@@ -157,9 +157,26 @@ class VAE(Autoencoder):
     def log_importance_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
                                y: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x, z_k) - log q(z_k | x) for k posterior samples: (k, B). Their log-mean-exp is the
-        IWAE bound on log p(x) (Burda et al. 2016); needs a Bernoulli likelihood (loss=bce)."""
+        IWAE bound on log p(x) (Burda et al. 2016) under the loss's likelihood (:meth:`log_likelihood`)."""
         log_px_z, log_pz_qz, *_ = self._log_weight_parts(x, k, generator, y=y)
         return log_px_z + log_pz_qz
+
+    @property
+    def nll_key(self) -> str:
+        """The name of the IWAE NLL under this model's likelihood, as :meth:`bound` names the ELBO: ``nll_iwae``
+        (Bernoulli, loss bce) or ``nll_iwae_gaussian`` (loss mse)."""
+        return "nll_iwae_gaussian" if self.config.loss == "mse" else "nll_iwae"
+
+    def log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per image, (N,), under the likelihood the loss is: Bernoulli (bce) or N(x; sigmoid(logits),
+        GAUSSIAN_VARIANCE I) (mse, the same bound :meth:`bound` reports). rmse is no likelihood: a ConfigError."""
+        if self.config.loss == "bce":
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        if self.config.loss == "mse":
+            sq = (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)  # (N,)
+            return -sq / (2 * GAUSSIAN_VARIANCE) - 0.5 * x[0].numel() * math.log(2 * math.pi * GAUSSIAN_VARIANCE)
+        raise ConfigError(f"{self.name} was trained with --loss {self.config.loss}, which is no log-likelihood: a "
+                          "likelihood bound (nll, --iwae-samples) needs --loss bce or mse")
 
     def _log_weight_parts(self, x: torch.Tensor, k: int, generator: torch.Generator | None, target: torch.Tensor | None = None,
                           y: torch.Tensor | None = None):
@@ -172,7 +189,7 @@ class VAE(Autoencoder):
         yk = None if y is None else y.repeat(k)  # (k*B,), matching z.flatten(0, 1)
         logits = self.decode_logits(z.flatten(0, 1), yk)  # (k*B, C, H, W)
         tgt = target.unsqueeze(0).expand(k, *target.shape).flatten(0, 1)
-        log_px_z = -F.binary_cross_entropy_with_logits(logits, tgt, reduction="none").flatten(1).sum(1).view(k, -1)
+        log_px_z = self.log_likelihood(logits, tgt).view(k, -1)  # (k, B)
         log_qz = -0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)  # log N(z; mu, sigma^2) with z = mu + sigma eps
         return log_px_z, self.log_prior(z) - log_qz, mu, logvar, z
 

@@ -55,6 +55,7 @@ class Explorer:
 
     session: Any  # aekit.session.RunSession
     images: np.ndarray  # (N, C, H, W) uint8 test images on the map
+    ids: np.ndarray  # (N,) sorted: each one's index in the test split (the numbers `aekit plot` and the report use)
     labels: np.ndarray  # (N,) int64
     codes: np.ndarray  # (N, code_size) float32, flattened
     xy: np.ndarray  # (N, 2) float32 map positions
@@ -154,7 +155,7 @@ def build_explorer(run, projection: str = "pca", max_points: int = MAX_POINTS, u
     if method != "tsne":  # identity and PCA are affine maps: recover them exactly by least squares
         a = np.hstack([codes, np.ones((len(codes), 1), np.float32)]).astype(np.float64)
         affine = np.linalg.lstsq(a, np.asarray(xy, np.float64), rcond=None)[0]
-    ex = Explorer(session=s, images=images.numpy(), labels=labels.astype(np.int64), codes=codes,
+    ex = Explorer(session=s, images=images.numpy(), ids=np.asarray(s.ids("test")), labels=labels.astype(np.int64), codes=codes,
                   xy=np.asarray(xy, np.float32), errors=s.recon_errors("test"), lo=lo.astype(np.float32),
                   hi=hi.astype(np.float32), projection=method, affine=affine)
     ex.startup_s = time.perf_counter() - t0
@@ -349,10 +350,17 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
         finally:
             limiter.release()
 
-    def test_index(i: int) -> int:
-        if not 0 <= i < n:
-            raise RequestError(404, f"test image {i} does not exist; indices run 0..{n - 1}")
-        return i
+    n_test = len(ex.session.data.split("test")[0])  # the whole split; the map shows the ids of a seeded subset
+
+    def test_index(i: int, status: int = 404, name: str = "test image") -> int:
+        """A test image's own index (as in `aekit plot` and the report) -> its row in the explorer's arrays."""
+        if not 0 <= i < n_test:
+            raise RequestError(status, f"{name} {i} does not exist; test images are 0..{n_test - 1}")
+        p = int(np.searchsorted(ex.ids, i))
+        if p == n or ex.ids[p] != i:
+            raise RequestError(status, f"{name} {i} is not on the map: it shows a seeded {n} of the {n_test} test "
+                                       "images (their numbers are /api/map's ids)")
+        return p
 
     def _label(i: int) -> str:
         k = int(ex.labels[i])
@@ -369,9 +377,8 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
         """An operand -> (code before quantisation, image to show, caption): a test index, a class name (the
         mean code of its test images) or a code."""
         if isinstance(op, int):
-            if not 0 <= op < n:
-                raise RequestError(422, f"{name}: test index {op} is out of range 0..{n - 1}")
-            return ex.pre_codes[op], ex.images[op], f"#{op} ({_label(op)})"
+            p = test_index(op, 422, f"{name}: test image")
+            return ex.pre_codes[p], ex.images[p], f"#{op} ({_label(p)})"
         if isinstance(op, str):
             if op not in ex.class_means:
                 shown = ", ".join(list(ex.class_means)[:12])
@@ -415,7 +422,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
         "data_features": data_features, "columns": columns,
         "codebook": codebook, "shape": list(ex.shape), "class_names": ex.class_names,
         "has_prior": bool(model.has_prior), "sample_note": note,
-        "ranges": {"lo": ex.lo.tolist(), "hi": ex.hi.tolist()}, "n_points": n, "projection": ex.projection,
+        "ranges": {"lo": ex.lo.tolist(), "hi": ex.hi.tolist()}, "n_points": n, "n_test": n_test, "projection": ex.projection,
         "map_is_latent": ex.projection == "identity",
         "error": {"median": float(np.median(ex.errors)), "p95": float(np.percentile(ex.errors, 95))},
         "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_pixels": MAX_PIXELS, "max_abs_z": MAX_ABS_Z,
@@ -424,7 +431,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     }, allow_nan=False)
     lo, hi = ex.xy.min(0), ex.xy.max(0)
     map_body = json.dumps({"x": np.round(ex.xy[:, 0], 4).tolist(), "y": np.round(ex.xy[:, 1], 4).tolist(),
-                           "label": ex.labels.tolist(),
+                           "label": ex.labels.tolist(), "id": ex.ids.tolist(),
                            "bounds": [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])]}, allow_nan=False)
 
     @app.get("/api/info")
@@ -459,7 +466,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     async def test_item(i: int):
         i = test_index(i)
         grid = await compute(grid_of, ex.images[i]) if discrete else None  # an encoder pass: a compute slot
-        out = {"index": i, "label": int(ex.labels[i]), "label_name": _label(i), "z": ex.codes[i].tolist(),
+        out = {"index": int(ex.ids[i]), "label": int(ex.labels[i]), "label_name": _label(i), "z": ex.codes[i].tolist(),
                "xy": ex.xy[i].tolist(), "error": float(ex.errors[i]), "indices": grid}
         if columns is not None:  # a table's row in its own units (the run's scaler inverted), where an image would be
             raw = data.scaler.inverse(ex.images[i].reshape(1, -1))[0]

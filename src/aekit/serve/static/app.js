@@ -300,10 +300,10 @@ const hoverDecode = coalesced(async ([x, y]) => {
     await drawBlob(preview, await r.blob());
     $("#hover-info").textContent = `z = (${x.toFixed(2)}, ${y.toFixed(2)})`;
   } else {
-    const i = nearest(x, y);
-    const r = await api(`/api/test/${i}/recon.png`);
+    const i = nearest(x, y);  // a point of the map; points.id[i] is its test image's number (as in aekit plot)
+    const r = await api(`/api/test/${points.id[i]}/recon.png`);
     await drawBlob(preview, await r.blob());
-    $("#hover-info").textContent = `test #${i} (${info.class_names[points.label[i]] ?? "?"}), reconstructed`;
+    $("#hover-info").textContent = `test #${points.id[i]} (${info.class_names[points.label[i]] ?? "?"}), reconstructed`;
   }
 });
 
@@ -312,7 +312,7 @@ async function mapClick(ev) {
   const mode = document.querySelector("input[name=click]:checked").value;
   const i = nearest(x, y);
   if (mode === "a" || mode === "b") {
-    $(`#morph-${mode}`).value = i;
+    $(`#morph-${mode}`).value = points.id[i];
     marks[mode] = [points.x[i], points.y[i]];
     drawMap();
     return;
@@ -320,7 +320,7 @@ async function mapClick(ev) {
   if (info.map_is_latent) {
     setCode([x, y]);
   } else {
-    await resetToTest(i);
+    await resetToTest(points.id[i]);
   }
 }
 
@@ -394,7 +394,11 @@ async function start() {
   const book = info.codebook ? `, codebook of ${info.codebook.size}` : "";
   $("#run-info").textContent = `${info.run}: ${info.model}, code ${code}${book}, images ${c}×${h}×${w}`;
   $("#map-kind").textContent = info.map_is_latent ? "(the 2-D code itself)" : `(${info.projection} of the ${info.code_size}-number codes)`;
-  $("#reset-index").max = $("#morph-a").max = $("#morph-b").max = info.n_points - 1;
+  // test images go by their number in the test split (the one index space of aekit plot and the report); the
+  // map may show a seeded subset of them, so the defaults are the first numbers on it
+  $("#reset-index").max = $("#morph-a").max = $("#morph-b").max = info.n_test - 1;
+  [["#reset-index", 0], ["#morph-a", 0], ["#morph-b", 1], ["#arith-a", 0], ["#arith-b", 1], ["#arith-c", 2]].forEach(
+    ([sel, k]) => { if (k < points.id.length) $(sel).value = points.id[k]; });
   if (!info.has_prior) {
     $("#random").disabled = true;
     $("#random").title = info.sample_note;
