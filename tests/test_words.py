@@ -95,8 +95,9 @@ def test_an_mse_vae_reports_the_gaussian_elbo_under_its_own_name_and_the_same_va
     assert ev["elbo_gaussian"] == pytest.approx(float(best["val_elbo_gaussian"]), rel=0.01)
 
 
-def test_the_gaussian_elbo_is_the_textbook_bound_on_a_batch(mse_vae):
-    """Recomputed with torch.distributions: E_q[log N(x; x_hat, 1/2)] - KL(q || N(0, I)) with the same draw of z."""
+@pytest.fixture()
+def mse_batch(mse_vae):
+    """(model, 64 val images, the elbo_gaussian stat of one forward pass with seed 5)."""
     import aekit
     from aekit.data import to_float
 
@@ -106,6 +107,12 @@ def test_the_gaussian_elbo_is_the_textbook_bound_on_a_batch(mse_vae):
     torch.manual_seed(5)
     with torch.no_grad():
         stat = model(x).stats["elbo_gaussian"]
+    return model, x, stat
+
+
+def test_the_gaussian_elbo_is_the_textbook_bound_on_a_batch(mse_batch):
+    """Recomputed with torch.distributions: E_q[log N(x; x_hat, 1/2)] - KL(q || N(0, I)) with the same draw of z."""
+    model, x, stat = mse_batch
     torch.manual_seed(5)
     with torch.no_grad():
         mu, logvar = model.posterior(x)
@@ -117,19 +124,14 @@ def test_the_gaussian_elbo_is_the_textbook_bound_on_a_batch(mse_vae):
     assert float(stat) == pytest.approx(float((log_px - kl).mean()), rel=1e-5)
 
 
-def test_an_mse_vae_nll_is_the_gaussian_iwae_bound_under_its_own_name(mse_vae, capsys):
+def test_an_mse_vae_nll_is_the_gaussian_iwae_bound_under_its_own_name(mse_vae, mse_batch, capsys):
     """The IWAE NLL uses the likelihood the loss is (the same N(x; x_hat, 1/2) as elbo_gaussian), so with K = 1
     it is -elbo_gaussian for the same draw, and a larger K tightens it; it is named nll_iwae_gaussian."""
     import aekit
-    from aekit.data import to_float
     from aekit.evaluate import evaluate_metrics
 
+    model, x, stat = mse_batch
     run = aekit.load_run(mse_vae)
-    model = run.model.eval()
-    x = to_float(run.data().split("val")[0][:64])
-    torch.manual_seed(5)
-    with torch.no_grad():
-        stat = model(x).stats["elbo_gaussian"]
     with torch.no_grad():
         logits = model.decode_logits(model.encode(x))
     normal = torch.distributions.Normal(torch.sigmoid(logits), math.sqrt(0.5)).log_prob(x).flatten(1).sum(1)
@@ -267,3 +269,11 @@ def test_an_option_in_a_message_becomes_a_flag_that_parses_back_to_the_same_valu
         assert getattr(parsed, name) == value, (text, getattr(parsed, name))
 
     check()
+
+
+def test_a_flag_a_command_lacks_is_an_error_not_a_prefix_of_another(tmp_path, capsys):
+    """argparse would read `evaluate --data x.csv` as `--data-dir x.csv` and evaluate the run's own data."""
+    code, _, err = cli(capsys, "evaluate", str(tmp_path), "--data", "x.csv")
+    assert code == 2 and "unrecognized arguments: --data x.csv" in err
+    code, _, err = cli(capsys, "plot", "latent", str(tmp_path), "--meth", "pca")
+    assert code == 2 and "--meth" in err

@@ -18,7 +18,13 @@ from .errors import AekitError, Stopped
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the usage block is for --help, not for a typo."""
+    """argparse with one-line errors: the usage block is for --help, not for a typo. No abbreviated flags: a
+    flag a command lacks must be an error, not a prefix of another (``evaluate --data x.csv`` silently read as
+    ``--data-dir x.csv``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
