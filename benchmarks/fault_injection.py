@@ -219,12 +219,12 @@ def inject(out: Path, train_argv: list[str], *, kills: int, seed: int, launcher:
                              "temporaries": temporaries(out / "checkpoints", s.proc.pid),  # its own: killed mid-write
                              "next_resumes_from": checkpoint_position(out)})
         report.resumes_failed += "aekit: error" in text
-        report.fallbacks += "aekit: warning" in text
+        report.fallbacks += "resuming from the previous checkpoint" in text
     log = logs / "session-final.log"
     report.final_code, _, _ = run_to_end(resume if (out / "config.json").exists() else fresh, log, launcher)
     text = log.read_text(errors="replace")
     report.resumes_failed += report.final_code != 0 or "aekit: error" in text
-    report.fallbacks += "aekit: warning" in text
+    report.fallbacks += "resuming from the previous checkpoint" in text
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -40,7 +40,7 @@ plot() {  # plot RUN KIND [options]: writes docs/img/RUN-KIND[-TAG].png
   local run=$1 kind=$2; shift 2
   local tag=${TAG:+-$TAG}
   step "plot $kind $run${tag}" ak plot "$kind" "$RUNS/$run" --out "$IMG/$run-$kind$tag.png" "$@"
-  rm -f "$IMG/$run-$kind$tag.json"  # the numbers stay in the run folder; docs/img holds pictures only
+  rm -f "$IMG/$run-$kind$tag.json"  # docs/img holds pictures only (without --out: RUN/figures/KIND.png + .json)
 }
 
 # ---- The seed articles' own nets (docs/articles.md). QuickDraw cannot be fetched here: its net runs on MNIST.
@@ -54,7 +54,8 @@ train foster-ae-2 ae --latent-dim 2 "${FOSTER[@]}"
 TF2=(--arch conv --filters 8,8,8,8 --kernel-sizes 3,3,3,3 --strides 2,1,2,1 --decoder upsample
      --decoder-filters 64,32,32 --code-activation relu --loss mse)
 train tf2-ae-10 ae --latent-dim 10 "${TF2[@]}"
-train tf2-ae-2 ae --latent-dim 2 "${TF2[@]}"
+# A 2-D ReLU code dies in the first epoch here (both units stuck at 0: aekit warns "collapsed"): linear code.
+train tf2-ae-2 ae --latent-dim 2 "${TF2[@]}" --code-activation linear
 # [quickdraw] Oleszak (TDS) with Géron's net: conv 16-32-64 @3x3, SELU, 2x2 max-pool dropping the border
 # (28 -> 14 -> 7 -> 3): the 3x3x64 map is the code; transposed-conv decoder; BCE (20 epochs in the article).
 # Its VAE flattens the same encoder into a 576-d mean and log-variance.
@@ -67,10 +68,12 @@ train qd-vae-576 vae --latent-dim 576 "${QD[@]}"
 # x + N(0.5, 0.5²) clipped, batch 16; a sparse AE (L1 on the code). BCE, Adam.
 KERAS=(--arch conv --code conv --encoder maxpool --decoder upsample --filters 128,32,1 --kernel-sizes 7,2,7
        --strides 2,2,1 --code-activation relu)
-train habr-dense-49 ae --latent-dim 49 --hidden-dims "" --code-activation relu
-train habr-deep-49 ae --latent-dim 49 --hidden-dims 147,98
+# The dense nets are cheap: they get the Keras blog's 50 epochs of batch 256 (5 epochs leave them blurry).
+train habr-dense-49 ae --latent-dim 49 --hidden-dims "" --code-activation relu --epochs 50 --batch-size 256
+train habr-deep-49 ae --latent-dim 49 --hidden-dims 147,98 --epochs 50 --batch-size 256
 train habr-conv ae "${KERAS[@]}" --batch-size 32
-train habr-dae dae "${KERAS[@]}" --batch-size 16 --noise gaussian:0.5,0.5
+# On noisy inputs the 1-channel ReLU code dies in epoch 1 (a constant output); a leaky code keeps it alive.
+train habr-dae dae "${KERAS[@]}" --code-activation leaky_relu --batch-size 16 --noise gaussian:0.5,0.5
 train sparse-ae-16 sparse-ae --latent-dim 16
 # [csdn] the CSDN (PyTorch) article: dense AE 784-256-64-256-784 with a ReLU code, MSE, Adam 1e-3;
 # its VAE 784-256-(16, 16)-256-784, MSE + KL.

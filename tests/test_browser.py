@@ -21,10 +21,20 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 @pytest.fixture(scope="module")
 def server(trained_run):
     """A live uvicorn server (in a thread) on a free loopback port, serving a tiny 2-D AE run."""
+    yield from serve(trained_run("ae", 2))
+
+
+@pytest.fixture(scope="module")
+def cvae_server(trained_run):
+    """The same for a conditional VAE (the run test_families trains too)."""
+    yield from serve(trained_run("cvae", 2))
+
+
+def serve(run_path):
     from aekit.serve import create_app
     from aekit.train import load_run
 
-    app = create_app(load_run(trained_run("ae", 2)), allowed_hosts=["127.0.0.1"])
+    app = create_app(load_run(run_path), allowed_hosts=["127.0.0.1"])
     sock = socket.socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as `aekit serve` does (no 40 ms Nagle stalls)
     sock.bind(("127.0.0.1", 0))
@@ -50,6 +60,10 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
+    yield from open_page(browser, server)
+
+
+def open_page(browser, server):
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = ctx.new_page()
     errors = []
@@ -156,6 +170,7 @@ def test_morph_strip_has_one_frame_per_step(page, tmp_path):
 
 def test_random_is_disabled_for_a_plain_ae_and_upload_and_arithmetic_work(page, tmp_path):
     assert page.locator("#random").is_disabled()
+    assert not page.locator("#label-panel").is_visible()  # no label switch for a model that takes no labels
     assert "no prior" in page.get_attribute("#random", "title")
     assert page.locator("#sample-note").is_visible()
     page.fill("#arith-a", "2")
@@ -174,3 +189,27 @@ def test_random_is_disabled_for_a_plain_ae_and_upload_and_arithmetic_work(page, 
     assert page.locator("#upload-out img").count() == 2
     quiet(page)
     page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
+
+
+def test_label_switch_decodes_one_code_under_every_class(browser, cvae_server, tmp_path):
+    """A conditional model: a row of the sliders' code decoded under each class, and a select that re-decodes
+    the code under one class (the same picture as that class's place in the row)."""
+    page = next(gen := open_page(browser, cvae_server))
+    assert page.locator("#label-panel").is_visible()
+    page.wait_for_function("document.querySelectorAll('#styles img').length === 10")
+    row = page.eval_on_selector_all("#styles img", "imgs => imgs.map(i => i.src)")
+    assert len(set(row)) > 1  # the label changes the picture
+    v = version(page, "#decoded")
+    page.select_option("#label-select", "7")
+    page.wait_for_function("v => Number(document.querySelector('#decoded').dataset.version) > v", arg=v)
+    quiet(page)
+    shown = page.evaluate("""() => { const c = document.querySelector('#decoded'), o = document.createElement('canvas');
+        o.width = c.width; o.height = c.height; o.getContext('2d').drawImage(c, 0, 0); return o.toDataURL(); }""")
+    a, b = page.evaluate("""async (srcs) => Promise.all(srcs.map(async (src) => { const i = new Image(); i.src = src;
+        await i.decode(); const c = new OffscreenCanvas(i.width, i.height); c.getContext('2d').drawImage(i, 0, 0);
+        return Array.from(c.getContext('2d').getImageData(0, 0, i.width, i.height).data); }))""",
+                         [shown, page.eval_on_selector_all("#styles img", "i => i[7].src")])
+    assert len(a) == len(b) == 8 * 8 * 4
+    assert max(abs(x - y) for x, y in zip(a, b)) <= 1  # class 7 in the switch is class 7 of the row (PNG rounding)
+    page.screenshot(path=str(tmp_path / "styles.png"), full_page=True)
+    next(gen, None)  # closes the context and checks the page had no errors

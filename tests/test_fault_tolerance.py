@@ -134,7 +134,8 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one_with_one_warni
     last.write_bytes(data[: len(data) // 2])  # what a kill mid-write left before writes were atomic
     code, _, err = cli(capsys, "train", "--resume", "--out", run, "--epochs", "3", "--no-progress")
     assert code == 0, err
-    warnings = [line for line in err.splitlines() if "warning" in line]
+    # (a run this small may also say its reconstructions collapsed: another warning, about the model)
+    warnings = [line for line in err.splitlines() if "warning" in line and "collapsed" not in line]
     assert warnings == [f"aekit: warning: {last} is damaged; resuming from the previous checkpoint {prev}"]
     rows = (run / "metrics.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["0", "1", "2"]  # epoch 1 redone from epoch 0's end, none twice

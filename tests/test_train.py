@@ -177,6 +177,23 @@ def test_dynamic_binarization_feeds_binary_batches():
     assert len(torch.unique(x2)) > 2
 
 
+def test_a_last_training_batch_of_one_image_is_left_out_so_batch_norm_trains(tmp_path, capsys):
+    """129 training images in batches of 128: batch norm cannot normalise the lone 129th (it was an internal
+    error); the shuffle leaves out another image each epoch. Validation keeps every image."""
+    from aekit.data import load_data
+    from aekit.train.loader import BatchLoader
+
+    data = load_data("digits", max_train_samples=129)
+    train = BatchLoader(data, "train", 128, shuffle=True)
+    assert len(train) == 1 and [len(x) for x, _ in train] == [128]
+    assert [len(x) for x, _ in BatchLoader(data, "train", 64, shuffle=True)] == [64, 64]  # 129 % 64 == 1 too
+    assert sum(len(x) for x, _ in BatchLoader(data, "val", 128, shuffle=False)) == len(data.splits["val"])
+    code, _, err = run_cli(capsys, "train", "--model", "vae", "--batch-norm", "--hidden-dims", "16", "--dataset", "digits",
+                           "--max-train-samples", "129", "--batch-size", "128", "--epochs", "1", "--out", tmp_path / "r",
+                           "--no-progress")
+    assert code == 0, err
+
+
 # DDP on two CPU processes: tests/test_ddp.py (the run folder, rank 0 alone writing, equality with one process)
 
 

@@ -219,6 +219,18 @@ def samples(panels: dict[str, np.ndarray], cols: int = 8):
     return fig
 
 
+def class_samples(images: np.ndarray, class_names: Sequence[str], title: str):
+    """A conditional model's samples (K, Q, C, H, W): one row per class, named on the left."""
+    k, q, _, h, _ = images.shape
+    fig = _figure(min(0.55 * q + 1.6, 11), min(0.55 * k + 0.9, 14))
+    ax = fig.add_subplot()
+    ax.imshow(mosaic(images), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks(np.arange(k) * (h + 1) + h / 2, [str(n)[:16] for n in class_names], fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 def manifold(images: np.ndarray, xs: np.ndarray, ys: np.ndarray, dims: Sequence[int]):
     """Decoded grid (R, Q, C, H, W) over two dimensions; x values left to right, y values top (largest) down."""
     r, q, _, h, w = images.shape

@@ -50,7 +50,8 @@ KINDS: dict[str, Kind] = {
     "density": Kind("all code values pooled (overall min/max) beside each dimension's density, and a min/max/mean/std/skew "
                     "table", ("n", "split")),
     "slice3d": Kind("3-D scatter of three code dimensions, with a class legend", ("n", "split", "dims")),
-    "sample": Kind("new images from the model's prior; without one, N(0, I) and a Gaussian fitted to the codes", ("n",),
+    "sample": Kind("new images from the model's prior (a conditional model: --n per class, one row per class, or "
+                   "--label CLASS); without a prior, N(0, I) and a Gaussian fitted to the codes", ("n", "label"),
                    ("images",)),
     "manifold": Kind("decode a grid over two code dimensions", ("dims", "range", "step", "n", "split"), ("images", "flat")),
     "interpolate": Kind("morph between two test images", ("a", "b", "steps", "mode", "split"), ("images",)),
@@ -69,7 +70,7 @@ KINDS: dict[str, Kind] = {
                  ("images", "discrete")),
 }
 OPTION_NAMES = ("n", "split", "indices", "method", "dims", "a", "b", "c", "classes", "expr", "steps", "mode", "range", "step",
-                "noise", "cell", "entries")
+                "noise", "cell", "entries", "label")
 MODES = {"interpolate": ("linear", "slerp"), "traverse": ("range", "max")}
 
 
@@ -317,9 +318,10 @@ class RunSession:
                "codes": hashlib.sha256(np.ascontiguousarray(sub).tobytes()).hexdigest()}
         return idx, self.cached(f"projection-{method}-{split}-{len(idx)}-{self.seed}{self._tag}", key, compute)["points"]
 
-    def prior_samples(self, n: int, seed: int | None = None):
-        """n new images (n, C, H, W) from the model's prior (``model.sample``), seeded; NoPriorError with the
-        model's reason (for an untrained second-stage prior: how to train it) when it has none."""
+    def prior_samples(self, n: int, seed: int | None = None, label: int | None = None):
+        """n new images (n, C, H, W) from the model's prior (``model.sample``), seeded; ``label``: all of that
+        class (a conditional model). NoPriorError with the model's reason (for an untrained second-stage prior:
+        how to train it) when it has none."""
         import torch
 
         reason = self.model.skip_reason("prior")
@@ -327,8 +329,9 @@ class RunSession:
             raise NoPriorError(reason)
         device = next(self.model.parameters()).device
         g = torch.Generator(device=device).manual_seed(self.seed if seed is None else seed)
+        given = {} if label is None else {"labels": label}  # the conditional contract's keyword
         with torch.no_grad():
-            return self.model.eval().sample(n, generator=g).float().cpu().numpy()
+            return self.model.eval().sample(n, generator=g, **given).float().cpu().numpy()
 
     # ---- what applies -------------------------------------------------------------------------------------
     def require(self, feature: str) -> None:
@@ -414,7 +417,7 @@ def _check_picture(kind: str, o: dict, code_size: int) -> None:
         raise ConfigError(f"{kind} --mode is {' or '.join(MODES[kind])}, got {o['mode']!r}")
     if kind == "traverse" and o.get("mode") == "max" and "steps" in o:
         raise ConfigError("--steps does not apply to traverse --mode max")
-    if kind == "sample":
+    if kind == "sample":  # a conditional model's per-class grid is checked in _sample (it needs the class count)
         require_picture(o.get("n") or 64, "plot sample --n", "use a smaller --n")
     elif kind == "manifold" and "range" in o:
         lo, hi = o["range"]
@@ -561,6 +564,11 @@ def _sample(s: RunSession, o: dict):
     from . import plots
     from .explore import decode_all, sample_codes
 
+    if s.model.skip_reason("conditional") is None and s.model.has_prior:
+        return _class_samples(s, o)
+    if "label" in o:  # refused before anything is encoded or drawn
+        why = s.model.skip_reason("conditional") or s.model.skip_reason("prior")
+        raise ConfigError(f"--label draws one class of a conditional model: {why}")
     n = o.get("n", 64) or 64
     if s.model.has_prior:
         return plots.samples({"samples from the prior": s.prior_samples(n)}), {"n": n, "seed": s.seed, "sources": ["prior"]}
@@ -572,6 +580,35 @@ def _sample(s: RunSession, o: dict):
         panels[title] = decode_all(s.model, z)
         numbers[src] = z.tolist()
     return plots.samples(panels), numbers
+
+
+def _class_samples(s: RunSession, o: dict):
+    """A conditional model's samples: --label CLASS (a name or number of the data's classes), n of that class;
+    else a grid with one row per class, --n per row (default 8). Every row is drawn with the same seed, so a
+    model that draws its code before it reads the label (the cvae) decodes the same codes down each column:
+    a column is one style, a row one class (Sohn et al. 2015, fig. 4)."""
+    import numpy as np
+
+    from . import plots
+    from .limits import require_picture
+
+    names = list(s.data.class_names)
+    if "label" in o:  # the label first: a bad one is refused before anything is drawn
+        try:
+            k = _class_ids(s, str(o["label"]), count=1)[0]
+        except ConfigError as exc:
+            raise ConfigError(f"--label: {exc}") from None
+        n = o.get("n", 64) or 64
+        images = s.prior_samples(n, label=k)
+        return plots.samples({f"samples of class {names[k]}": images}), {"n": n, "seed": s.seed, "sources": ["prior"],
+                                                                          "label": k, "class_name": names[k]}
+    per = o.get("n") or 8
+    require_picture(per * len(names), f"a grid of --n {per} samples for each of {len(names)} classes", "use a smaller --n")
+    if not names:
+        raise ConfigError(f"{s.data.name} has no classes to draw a per-class grid of")
+    grid = np.stack([s.prior_samples(per, label=k) for k in range(len(names))])  # (K, n, C, H, W)
+    fig = plots.class_samples(grid, names, f"{s.model.name}: {per} samples of each class (seed {s.seed} in every row)")
+    return fig, {"n": per, "seed": s.seed, "sources": ["prior"], "labels": list(range(len(names))), "class_names": names}
 
 
 def _manifold(s: RunSession, o: dict):
@@ -628,7 +665,7 @@ def _class_ids(s: RunSession, text: str, count: int = 3) -> list[int]:
     for n in names:
         if n in lookup:
             out.append(lookup[n])
-        elif n.lstrip("-").isdigit() and 0 <= int(n) < max(len(s.data.class_names), 1):
+        elif n.isdecimal() and int(n) < max(len(s.data.class_names), 1):  # isdigit() passes "²", which int() refuses
             out.append(int(n))
         else:
             known = ", ".join(s.data.class_names) or "none (unlabelled data)"

@@ -52,6 +52,8 @@ def add_commands(sub) -> None:
                    help="second image index (interpolate: the end; arithmetic: a - b)")
     p.add_argument("--c", type=c.nonneg_int, default=S, metavar="IDX", help="third image index (arithmetic: a - b + c)")
     p.add_argument("--classes", default=S, metavar="A,B,C", help="arithmetic A - B + C on class means (names or label numbers)")
+    p.add_argument("--label", default=S, metavar="CLASS",
+                   help="sample: images of one class (a conditional model such as cvae; a class name or label number)")
     p.add_argument("--expr", default=S, metavar="EXPR",
                    help="arithmetic: any signed combination of images and class means, e.g. '3 - 5 + 8', "
                         "'class:7 - class:1 + 12', '0.5*class:1 + 0.5*class:7'")

@@ -263,16 +263,21 @@ class Autoencoder(Trainable):
         """Training-time input corruption (denoising autoencoders); identity in eval mode."""
         return self.noise(x) if self.training and self.noise.kind != "none" else x
 
-    def reconstruction_terms(self, logits: torch.Tensor, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def reconstruction_terms(self, logits: torch.Tensor, x: torch.Tensor, *, x_hat: torch.Tensor | None = None
+                             ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(terms, stats): ``recon`` in the configured loss (summed over pixels, mean over batch) and the
-        per-pixel ``mse`` diagnostic."""
-        x_hat = torch.sigmoid(logits)
-        sq = (x_hat - x).pow(2).flatten(1)  # (B, P)
-        mse = sq.mean()
+        per-pixel ``mse`` diagnostic. ``x_hat``: ``sigmoid(logits)`` when the caller has it already (the
+        ``Output``'s reconstruction), so it is computed once per step."""
+        x_hat = torch.sigmoid(logits) if x_hat is None else x_hat
         if self.config.loss == "bce":
             # with logits: exact and stable where sigmoid saturates
             recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
-        elif self.config.loss == "mse":
+            with torch.no_grad():  # a diagnostic only: nothing recorded for backward
+                mse = (x_hat - x).pow(2).mean()
+            return {"recon": recon}, {"mse": mse}
+        sq = (x_hat - x).pow(2).flatten(1)  # (B, P)
+        mse = sq.mean()
+        if self.config.loss == "mse":
             recon = sq.sum(1).mean()
         else:  # rmse, as the Keras articles' custom loss: root of the per-image mean squared error
             recon = sq.mean(1).clamp_min(1e-12).sqrt().mean()

@@ -98,12 +98,13 @@ class VAE(Autoencoder):
         mu, logvar = self.posterior(self.corrupt(x), y)
         z = self.reparameterize(mu, logvar)  # sampled in eval too: the loss stays an honest ELBO estimate
         logits = self.decode_logits(z, y)
-        terms, stats = self.reconstruction_terms(logits, x)
+        x_hat = torch.sigmoid(logits)  # once: the Output's reconstruction and the mse stat
+        terms, stats = self.reconstruction_terms(logits, x, x_hat=x_hat)
         kl = self.kl(mu, logvar, z).mean()
         terms["kl"] = self._beta() * kl  # the weighted part of the loss; the raw KL is a stat
         stats["kl_nats"] = kl.detach()
         stats.update(self.bound(terms["recon"], kl, x))  # beta=1 bound, whatever beta trains
-        return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=torch.sigmoid(logits), z=z, stats=stats)
+        return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=x_hat, z=z, stats=stats)
 
     def bound(self, recon: torch.Tensor, kl: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The ELBO (nats per image) named after its likelihood, from the loss's ``recon`` term and the KL (means
@@ -143,12 +144,14 @@ class VAE(Autoencoder):
         log_w = log_px_z + self._beta() * log_pz_qz  # (k, B)
         bound = torch.logsumexp(log_w, 0) - math.log(k)  # (B,)
         kl = self.kl(mu, logvar, z[0]).mean()
-        logits0 = self.decode_logits(z[0], y)  # one sample's reconstruction, for the diagnostics
-        recon, stats = self.reconstruction_terms(logits0, x)
+        with torch.no_grad():  # one sample's reconstruction, for the diagnostics only: nothing kept for backward
+            logits0 = self.decode_logits(z[0], y)
+            x_hat = torch.sigmoid(logits0)
+            recon, stats = self.reconstruction_terms(logits0, x, x_hat=x_hat)
         loss = -bound.mean()
         stats.update(recon=recon["recon"].detach(), kl_nats=kl.detach(), iwae_bound=-loss.detach(),
                      elbo=(log_px_z + log_pz_qz).mean().detach())  # the k = 1 bound, averaged over the k draws
-        return Output(loss=loss, terms={"iwae": loss}, x_hat=torch.sigmoid(logits0), z=z[0], stats=stats)
+        return Output(loss=loss, terms={"iwae": loss}, x_hat=x_hat, z=z[0], stats=stats)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.decode(self.sample_prior(n, generator))

@@ -4,7 +4,8 @@ The session loads the run, encodes the test set, projects it to the 2-D map and 
 ``RUN/cache/`` (keyed by the weights' sha256), exactly as `aekit plot` does; this file only validates
 requests, places new codes on the map and speaks JSON/PNG. What the page offers follows the model's declared
 capabilities (``model.skip_reason``): sliders for a flat code, a code-grid editor for a discrete one, random
-samples from a prior (or the reason there are none); morphing and arithmetic run in ``encode_pre`` space.
+samples from a prior (or the reason there are none), a label switch and the code decoded under every class for a
+conditional one; morphing and arithmetic run in ``encode_pre`` space.
 
 Model calls and image coding run in worker threads, at most ``compute_slots`` at once (:func:`create_app`), so
 the event loop keeps answering the page, ``/api/info`` and static files while they run; a request that finds
@@ -34,7 +35,7 @@ MAX_POINTS = 5000  # test images on the map (a seeded subset of larger test sets
 MAX_RANGE_POINTS = 2000  # training codes that set the slider ranges
 COMPUTE_SLOTS = 2  # model calls at once: each already uses torch's intra-op threads, more would only contend
 BUSY_WAIT_S = 5.0  # how long a request waits for a free slot before it is answered 503
-FEATURES = ("flat", "plane", "prior", "discrete")  # the model features the page asks about
+FEATURES = ("flat", "plane", "prior", "discrete", "conditional")  # the model features the page asks about
 
 
 class RequestError(Exception):
@@ -101,6 +102,16 @@ class Explorer:
         from ..explore import decode_all
 
         return decode_all(self.model, z)
+
+    def decode_as(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(B, code_size) codes decoded under class labels (B,) (a conditional model's ``decode(z, y)``)."""
+        import torch
+
+        from ..explore import as_codes
+
+        codes = as_codes(self.model, z).to(next(self.model.parameters()).device)  # (B, *code_shape)
+        y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=codes.device)  # (B,)
+        return self.model.eval().decode(codes, y).float().cpu().numpy()  # (B, C, H, W)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """(B, C, H, W) uint8 images, or floats in [0, 1] -> (B, code_size) codes."""
@@ -252,7 +263,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, Field, StrictInt, StrictStr
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from ..fileio import png_bytes
@@ -390,6 +401,20 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
 
     class CodeIn(BaseModel):
         z: list[float]
+        label: StrictInt | StrictStr | None = None  # a conditional model: decode under this class (number or name)
+
+    def class_of(label: int | str) -> int:
+        """A class number or name of the data -> its label; 409 for a model that takes no labels, 422 for none
+        such (before any work)."""
+        if features["conditional"]:
+            raise RequestError(409, f"label: {features['conditional']}")
+        names = ex.class_names
+        if isinstance(label, str) and label in names:
+            return names.index(label)
+        if isinstance(label, int) and 0 <= label < len(names):
+            return label
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise RequestError(422, f"label: no class {str(label)[:40]!r}; classes: 0..{len(names) - 1} ({shown})")
 
     class IndicesIn(BaseModel):
         indices: list[list[int]]
@@ -418,7 +443,7 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
         "model": model.name, "run": Path(ex.session.run.path).name, "latent_dim": int(model.latent_dim),
         "code_shape": list(model.code_shape), "code_size": size, "features": features,
         "panels": {"sliders": pictures or features["flat"], "grid": pictures or features["discrete"],
-                   "sample": pictures or note or None},
+                   "sample": pictures or note or None, "styles": pictures or features["conditional"]},
         "data_features": data_features, "columns": columns,
         "codebook": codebook, "shape": list(ex.shape), "class_names": ex.class_names,
         "has_prior": bool(model.has_prior), "sample_note": note,
@@ -446,7 +471,28 @@ def create_app(run, projection: str = "pca", max_points: int = MAX_POINTS, use_c
     async def decode(body: CodeIn):
         need_pictures("/api/decode")
         z = check_code(body.z, size)
+        if body.label is not None:
+            k = class_of(body.label)
+            return await compute(lambda: png(ex.decode_as(z[None], [k])[0]))
         return await compute(lambda: png(ex.decode(z[None])[0]))
+
+    def _styles(z: np.ndarray) -> dict:
+        k = len(ex.class_names)
+        images = ex.decode_as(np.repeat(z[None], k, 0), np.arange(k))  # (K, C, H, W): one code, every class
+        return {"classes": [{"label": i, "name": name, "image": data_url(img)}
+                            for i, (name, img) in enumerate(zip(ex.class_names, images))]}
+
+    @app.post("/api/styles")
+    async def styles(body: CodeIn):
+        """One code decoded under every class of a conditional model: the code keeps the style, the label sets
+        the content."""
+        need_pictures("/api/styles")
+        if features["conditional"]:
+            raise RequestError(409, features["conditional"])
+        if body.label is not None:
+            raise RequestError(422, "label: /api/styles decodes the code under every class; leave label out")
+        z = check_code(body.z, size)
+        return await compute(_styles, z)
 
     @app.post("/api/decode_indices")
     async def decode_indices(body: IndicesIn):

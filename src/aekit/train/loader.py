@@ -58,10 +58,20 @@ class BatchLoader:
             idx = idx[rank::world][:per_rank]
         return idx
 
+    def _stop(self, n: int) -> int:
+        """How many of ``n`` shuffled indices are handed out: all, less a last incomplete batch with drop_last,
+        less a last batch of ONE image in training (shuffle) when other batches exist -- batch norm cannot
+        normalise a single sample ("Expected more than 1 value per channel"), and the shuffle leaves out a
+        different image each epoch."""
+        if self.drop_last:
+            return n - n % self.batch_size
+        if self.shuffle and n > 1 and n % self.batch_size == 1:
+            return n - 1
+        return n
+
     def __len__(self) -> int:
         _, _, world = self.context()
-        n = len(self.images) // world
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return -(-self._stop(len(self.images) // world) // self.batch_size)
 
     def state_dict(self) -> dict[str, int]:
         epoch, batches = self._position
@@ -76,7 +86,7 @@ class BatchLoader:
         skip = resume[1] if resume is not None and resume[0] == epoch else 0  # a checkpoint of another epoch: from 0
         idx = self._indices(epoch, rank, world)
         g = torch.Generator().manual_seed(self.seed * 7 + epoch * 13 + rank) if self.binarize == "dynamic" else None
-        stop = len(idx) - (len(idx) % self.batch_size if self.drop_last else 0)
+        stop = self._stop(len(idx))
         self._position = (epoch, 0)
         for i, start in enumerate(range(0, stop, self.batch_size)):
             batch = idx[start : start + self.batch_size]

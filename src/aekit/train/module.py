@@ -80,8 +80,12 @@ class LitAutoencoder(L.LightningModule):
         if split not in self._keys:
             self._keys[split] = ["loss", *(f"loss_{k}" for k in out.terms), *out.stats]
         parts = [out.loss, *out.terms.values(), *out.stats.values()]
-        values = torch.stack([t.detach().float().reshape(()) for t in parts]) * n
-        self._sums[split] = values if split not in self._sums else self._sums[split] + values
+        with torch.no_grad():  # on-device sums, no .item(): nothing waits on the step and no graph is built
+            values = torch.stack([t.reshape(()).float() for t in parts]).mul_(n)
+            if split in self._sums:
+                self._sums[split].add_(values)
+            else:
+                self._sums[split] = values
         self._counts[split] = self._counts.get(split, 0) + n
 
     def running_loss(self) -> float | None:

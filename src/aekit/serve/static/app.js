@@ -1,6 +1,7 @@
 // aekit latent explorer: plain JS, no build step, no network beyond this server. What it shows follows
 // /api/info's `features` (each null when the model has it, else the reason it has not): sliders for a flat
-// code, a code-grid editor for a discrete one, random samples when there is a prior.
+// code, a code-grid editor for a discrete one, random samples when there is a prior, a label switch and the
+// code decoded under every class for a conditional one.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -69,10 +70,33 @@ async function drawBlob(canvas, blob) {
 const colour = (k) => (k < 0 ? "#999" : k < PALETTE.length ? PALETTE[k] : `hsl(${(k * 137.5) % 360} 65% 45%)`);
 
 // ---------------------------------------------------------------------------------------- decoder
+// a conditional model: the class the decoder is told ("" = no label), and the row of every class
+const chosenLabel = () => { const v = $("#label-select").value; return v === "" ? null : Number(v); };
 const decodeToCanvas = coalesced(async (code) => {
-  const r = await postJSON("/api/decode", { z: code });
+  const body = { z: code };
+  if (has("conditional") && chosenLabel() !== null) body.label = chosenLabel();
+  const r = await postJSON("/api/decode", body);
   await drawBlob($("#decoded"), await r.blob());
+  if (has("conditional")) stylesRow(code);
 });
+const stylesRow = coalesced(async (code) => {
+  const out = await (await postJSON("/api/styles", { z: code })).json();
+  const row = $("#styles");
+  row.replaceChildren(...out.classes.map((c) => {
+    const fig = document.createElement("figure"), cap = document.createElement("figcaption");
+    cap.textContent = c.name;
+    fig.append(image(c.image, `class ${c.name}`), cap);
+    return fig;
+  }));
+  row.dataset.version = String(Number(row.dataset.version) + 1); // tests wait on this
+});
+
+function buildLabelPanel() {
+  const select = $("#label-select");
+  info.class_names.forEach((name, k) => select.append(new Option(name, String(k))));
+  select.addEventListener("change", () => decodeToCanvas(z.slice()));
+  $("#label-panel").hidden = false;
+}
 
 function buildSliders() {
   if (!has("flat")) { // a spatial code: thousands of numbers, no sliders (morph, arithmetic and the map still work)
@@ -407,6 +431,7 @@ async function start() {
   }
   buildSliders();
   if (has("discrete")) buildGridPanel();
+  if (info.panels.styles === null) buildLabelPanel();
   buildMap();
 
   $("#reset").addEventListener("click", guard(() => resetToTest(Number($("#reset-index").value))));
