@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from aekit.errors import ConfigError, NoPriorError
@@ -230,3 +232,17 @@ def test_one_index_space_for_plot_report_and_explorer(ae2):
     missing = next(i for i in range(100) if i not in set(ids.tolist()))
     with pytest.raises(ConfigError, match=f"image {missing} of split 'test' is not among the 40"):
         part.figure("reconstruct", {"indices": [missing]})
+
+
+@settings(max_examples=200, deadline=None)
+@given(lo=st.floats(-1e38, 1e38), width=st.floats(0, 1e38), step=st.floats(1e-3, 1e38))
+def test_axis_values_are_counted_not_accumulated(lo, width, step):
+    """lo, lo + step, ... up to hi inclusive, counted, so a range far from 0 (1e30 1e30) still gives its points."""
+    from hypothesis import assume
+
+    hi = lo + width
+    count = (hi - lo) / step + 1
+    assume(count <= 1000)
+    xs = axis_values(lo, hi, step)
+    assert len(xs) == int(np.floor((hi - lo) / step + 0.5)) + 1 >= 1
+    assert np.isfinite(xs).all() and xs[0] == np.float32(lo)

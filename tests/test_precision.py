@@ -112,7 +112,7 @@ def test_auto_is_the_default_and_the_run_records_what_it_used(tmp_path, capsys):
     assert TrainConfig().precision == "auto"
     code, _, err = cli(capsys, "train", *BASE, "--out", tmp_path / "r")
     assert code == 0, err
-    assert "warning" not in err
+    assert "--precision" not in err  # no precision warning (a run this small may say it collapsed: another matter)
     train = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert train["precision"] == "auto"
     assert train["precision_used"] == resolve_precision("auto", this_machine("auto"))
@@ -125,7 +125,7 @@ def test_bf16_mixed_where_it_is_emulated_warns_once_with_the_measured_cost(tmp_p
         pytest.skip("this CPU computes bf16 natively (avx512_bf16 or amx_bf16 in /proc/cpuinfo)")
     code, _, err = cli(capsys, "train", *BASE, "--precision", "bf16-mixed", "--accelerator", "cpu", "--out", tmp_path / "r")
     assert code == 0, err
-    lines = [line for line in err.splitlines() if "warning" in line]
+    lines = [line for line in err.splitlines() if "warning" in line and "collapsed" not in line]
     assert len(lines) == 1, err
     assert lines[0].startswith("aekit: warning: --precision bf16-mixed is emulated on this CPU (no avx512_bf16 or "
                                "amx_bf16 in /proc/cpuinfo)")

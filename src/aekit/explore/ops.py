@@ -103,9 +103,14 @@ def class_means(codes, labels, classes) -> np.ndarray:
 
 def axis_values(lo: float, hi: float, step: float) -> np.ndarray:
     """lo, lo+step, ..., hi (inclusive, as the articles' grids): (-5, 5, 1) -> 11 values."""
-    if step <= 0 or hi < lo:
+    if not step > 0 or not hi >= lo:
         raise ConfigError(f"grid range needs lo <= hi and step > 0, got {lo} {hi} step {step}")
-    return np.arange(lo, hi + step / 2, step, dtype=np.float32)
+    big = float(np.finfo(np.float32).max)
+    if max(abs(lo), abs(hi)) > big:
+        raise ConfigError(f"grid range {lo} {hi} lies beyond what a float32 code holds (|value| <= {big:.3g})")
+    # counted, not np.arange(lo, hi + step / 2, step): at 1e30 adding step/2 changes nothing, and arange is empty
+    count = int(np.floor((hi - lo) / step + 0.5)) + 1
+    return (lo + step * np.arange(count, dtype=np.float64)).astype(np.float32)
 
 
 def prior_quantiles(n: int, tail: float = 0.05) -> np.ndarray:
