@@ -50,3 +50,15 @@ def trained_run(tmp_path_factory, data_dir):
         return cache[key]
 
     return make
+
+
+@pytest.fixture()
+def one_thread():
+    """torch on one thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``): on a busy
+    2-core machine two threads are slower than one for these small models."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -24,12 +24,7 @@ from aekit.registry import build_model
 SMALL = {"input_shape": (1, 8, 8), "hidden_dims": (32,)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # on a busy 2-core machine two threads are slower than one
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

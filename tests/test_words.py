@@ -149,7 +149,6 @@ def test_an_rmse_vae_has_no_likelihood_to_score_or_bound(capsys):
     """rmse is no log-likelihood: a likelihood score or NLL is refused in one line, in the CLI's spelling."""
     from aekit import build_model
     from aekit.anomaly import _check_likelihood_score
-    from aekit.cli import main
     from aekit.errors import ConfigError, cli_spelling
 
     model = build_model("vae", input_shape=(1, 8, 8), latent_dim=2, hidden_dims=(8,), loss="rmse")

@@ -697,7 +697,7 @@ def _arithmetic(s: RunSession, o: dict):
     else:  # the report's example: the first three images of the view (0, 1, 2 unless a subset is shown)
         first = s.ids(o.get("split", "test"))[:3]
         if len(first) < 3:
-            raise ConfigError(f"the example a - b + c needs 3 images; give --expr or --classes")
+            raise ConfigError("the example a - b + c needs 3 images; give --expr or --classes")
         terms = [(1.0, str(first[0])), (-1.0, str(first[1])), (1.0, str(first[2]))]
     from .limits import MAX_TITLED_IMAGES, require_picture
 
