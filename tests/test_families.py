@@ -275,3 +275,24 @@ def test_new_families_have_their_flags(capsys):
                  "--label-dropout"):
         assert flag in text, flag
     assert json.loads(json.dumps(build_model("cvae", num_classes=3).config.to_dict()))["num_classes"] == 3
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+def test_importance_weights_score_k_draws_against_their_images_without_copies(loss):
+    """log_likelihood broadcasts k draws (k, B, C, H, W) against the B images: the same value as each draw
+    scored against its own copy of the image with torch's BCE (bce) or the Gaussian of sigma^2 = 1/2 (mse)."""
+    from aekit.models.vae import GAUSSIAN_VARIANCE
+
+    torch.manual_seed(0)
+    model = build_model("vae", input_shape=(1, 6, 5), latent_dim=3, hidden_dims=(8,), loss=loss).eval()
+    x = torch.rand(4, 1, 6, 5)  # grey levels: the general case, not only binary pixels
+    logits = 3 * torch.randn(7, 4, 1, 6, 5)  # (k, B, C, H, W)
+    got = model.log_likelihood(logits, x)
+    flat, tgt = logits.flatten(0, 1), x.repeat(7, 1, 1, 1)  # k explicit copies
+    if loss == "bce":
+        want = -F.binary_cross_entropy_with_logits(flat, tgt, reduction="none").flatten(1).sum(1)
+    else:
+        want = (-(torch.sigmoid(flat) - tgt).pow(2).flatten(1).sum(1) / (2 * GAUSSIAN_VARIANCE)
+                - 15 * math.log(2 * math.pi * GAUSSIAN_VARIANCE))
+    assert got.shape == (7, 4)
+    torch.testing.assert_close(got, want.view(7, 4), rtol=1e-5, atol=1e-4)

@@ -17,7 +17,7 @@ class _Steps:
     when the next one starts (or at the end). Silent unless ``on``."""
 
     def __init__(self, on: bool, total: int) -> None:
-        self.on, self.total, self.done, self.current, self.t = on, total, 0, None, 0.0
+        self.on, self.total, self.done, self.current, self.t, self.last_tick = on, total, 0, None, 0.0, 0.0
 
     def __call__(self, name: str | None) -> None:
         import sys
@@ -31,6 +31,19 @@ class _Steps:
             self.done += 1
             print(f"evaluate: {name} ...", file=sys.stderr, flush=True)
         self.current, self.t = name, now
+        self.last_tick = now
+
+    def tick(self, done: int, total: int) -> None:
+        """Within a long metric (IWAE-5000 of a test set takes minutes): images done and the time left, at most
+        every 20 s."""
+        import sys
+
+        now = time.perf_counter()
+        if not self.on or done >= total or now - self.last_tick < 20:
+            return
+        self.last_tick = now
+        left = (now - self.t) / done * (total - done)
+        print(f"evaluate: {self.current} {done}/{total} images, ~{left / 60:.1f} min left", file=sys.stderr, flush=True)
 
 
 def default_metrics(model) -> tuple[str, ...]:
@@ -120,7 +133,8 @@ def evaluate_metrics(model, data, metrics=None, *, split: str = "test", iwae_sam
         n_nll = min(len(images), nll_samples) if nll_samples else len(images)
         t0 = time.perf_counter()
         nll = evaluate(model, data, split, iwae_samples=iwae_samples, binarize=binarize, seed=seed,
-                       batch_size=max(1, min(batch_size, 2**22 // max(iwae_samples, 1) + 1)), max_samples=n_nll)
+                       batch_size=max(1, min(batch_size, 2**22 // max(iwae_samples, 1) + 1)), max_samples=n_nll,
+                       on_batch=step.tick)
         result.update({model.nll_key: nll[model.nll_key], "iwae_samples": iwae_samples, "nll_n": n_nll,
                        "nll_seconds": round(time.perf_counter() - t0, 2)})
     result["binarize"] = binarize

@@ -198,8 +198,7 @@ class HVAE(VAE):
         estimates = self.bottom_up(x)
         z1, kls, log_ratio = self.top_down(estimates, k, generator)  # (k, B, D_1)
         logits = self.body.decoder(z1.flatten(0, 1))  # (k*B, C, H, W)
-        tgt = target.unsqueeze(0).expand(k, *target.shape).flatten(0, 1)
-        log_px_z = self.log_likelihood(logits, tgt).view(k, -1)  # (k, B)
+        log_px_z = self.log_likelihood(logits.reshape(k, *target.shape), target)  # (k, B)
         return log_px_z, log_ratio, estimates[-1], kls, logits
 
     def _forward_iwae(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Output:
