@@ -141,6 +141,10 @@ class Autoencoder(Trainable):
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # With the posterior capability: p(z) is N(0, I) over the posterior's code, so KL(q || p) splits into
+    # closed-form per-dimension parts (the kl metric's kl_per_dim). A family with another prior (a mixture, a
+    # hierarchy) sets it False; its KL is then the one its forward pass reports (stats["kl_nats"]).
+    standard_prior: ClassVar[bool] = True
     stages: ClassVar[tuple[str, ...]] = ()  # names of second-stage models this family can train (e.g. "prior")
     # options that make a small, fast instance for the contract tests (the test suite needs no per-family code)
     tiny_options: ClassVar[dict[str, Any]] = {}

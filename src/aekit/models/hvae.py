@@ -98,6 +98,7 @@ def _clamp(lv: torch.Tensor) -> torch.Tensor:
 class HVAE(VAE):
     Config = HVAEConfig
     tiny_options = {**VAE.tiny_options, "latent_dims": (4,), "ladder_width": 16}
+    standard_prior = False  # the KL is the sum over the layers; the posterior's (top) code is only one of them
 
     def __init__(self, config: HVAEConfig) -> None:
         Autoencoder.__init__(self, config)  # the VAE's single head does not apply: layers built here

@@ -56,6 +56,7 @@ def mixture_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
 class VampVAE(VAE):
     Config = VampVAEConfig
     tiny_options = {**VAE.tiny_options, "pseudo_inputs": 4}
+    standard_prior = False  # the VampPrior mixture: no per-dimension KL
 
     def __init__(self, config: VampVAEConfig) -> None:
         super().__init__(config)
