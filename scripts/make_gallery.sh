@@ -122,6 +122,22 @@ TAG=tsne plot ae-16 latent --method tsne
 TAG=max plot ae-16 traverse --mode max
 plot ae-16 denoise --noise gaussian:0.5
 plot dae-16 denoise --noise gaussian:0.5
+
+# ---- The families of issue 16 (docs/gallery.md "The issue-16 families"): 16-d codes, 2 epochs as the smoke
+# leaderboard's runs, 6 where curves over epochs are the point; the cvae's per-class grid on a 2-d code.
+train cvae-2 cvae --latent-dim 2 --epochs 4
+train iwae-16 iwae --latent-dim 16 --epochs 6
+train hvae-16 hvae --latent-dim 16 --epochs 6
+train vae-16-e2 vae --latent-dim 16 --epochs 2
+train wae-mmd-16 wae-mmd --latent-dim 16 --epochs 2
+train beta-tc-vae-16 beta-tc-vae --latent-dim 16 --epochs 2
+train vamp-vae-16 vamp-vae --latent-dim 16 --epochs 2
+plot cvae-2 sample
+plot iwae-16 curves
+plot hvae-16 curves
+plot hvae-16 sample
+for run in vae-16-e2 wae-mmd-16 vamp-vae-16; do plot "$run" sample; done
+for run in vae-16-e2 beta-tc-vae-16; do plot "$run" traverse --steps 7; done
 step "report vae-2 --quick" ak report "$RUNS/vae-2" --quick
 
 printf 'total\t%.1f\n' "$(echo "$(date +%s.%N) - $T_START" | bc)" >> "$TIMES"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,11 @@ def _finish(run, data) -> dict:
 
     from ..train.collapse import split_ratio
 
+    if len(data.splits["test"]) == 0:  # --val-fraction 0 on a source without a test split of its own
+        print(f"run folder: {run.path}")
+        print("aekit: note: no test split (--val-fraction 0 and the source has no test split of its own), so no "
+              "test metrics: eval.json not written", file=sys.stderr)
+        return {}
     metrics = evaluate(run.model, data, "test")
     metrics["spread_ratio"] = split_ratio(run.model, data, "test")  # as `aekit evaluate` writes it
     c.write_json(run.path / "eval.json", {"split": "test", **metrics})

@@ -65,12 +65,25 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
                      "best_k_models": {here(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
             super().load_state_dict(state)
 
+        def _save_checkpoint(self, trainer, filepath: str) -> None:
+            # Lightning's own, less the write: best.ckpt becomes a hard link to the last.ckpt that ResumePoints
+            # writes next in this epoch-end (the same weights), so an improving epoch serialises and fsyncs once
+            points.keep_as_best(filepath)
+            self._last_global_step_saved = trainer.global_step
+            self._last_checkpoint_saved = filepath
+            if trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    logger.after_save_checkpoint(proxy(self))
+
+    from weakref import proxy
+
     folder = (run_dir / "checkpoints").absolute()
+    points = ResumePoints(folder, every=cfg.checkpoint_every, minutes=cfg.checkpoint_minutes)
     # best.ckpt only: last.ckpt, the resume point, is ResumePoints' (every epoch, and mid-epoch on a schedule)
     ckpt = RelocatableCheckpoint(dirpath=str(folder), filename="best", monitor=monitor, mode="min", save_last=False,
                                  save_on_train_epoch_end=True, enable_version_counter=False)
-    points = ResumePoints(folder, every=cfg.checkpoint_every, minutes=cfg.checkpoint_minutes)
-    # Lightning runs Checkpoint callbacks last, in this order: best.ckpt, then last.ckpt records the new best
+    # Lightning runs Checkpoint callbacks last, in this order: best.ckpt is decided, then last.ckpt is written
+    # (recording the new best) and best.ckpt linked to it
     cbs = [EpochCSV(), RngState(), StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"), ckpt, points]
     if cfg.patience:
         cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
