@@ -102,7 +102,10 @@ def main(argv=None) -> int:
             epochs = args.epochs
         warmup = args.kl_warmup if args.kl_warmup is not None else max(1, epochs // 10)
         t0 = time.perf_counter()
-        run = train(build(warmup), data, replace(cfg, epochs=epochs), run_dir, data_options=data_options)
+        # the budget as a hard limit too (--max-minutes): the calibrated epoch count normally ends first, and with
+        # the cosine schedule done; on a machine that slows down, training stops at the budget instead
+        limit = args.minutes - (calibration["fixed_seconds"] / 60 if calibration else 0.0)
+        run = train(build(warmup), data, replace(cfg, epochs=epochs, max_minutes=limit), run_dir, data_options=data_options)
         print(f"trained {epochs} epochs in {time.perf_counter() - t0:.0f} s", flush=True)
     result = run.config["result"]
     print(f"training: {result['epochs_completed']} epochs, {result['wall_seconds_last_session']:.0f} s wall "

@@ -333,3 +333,22 @@ def test_threads_option_caps_torch_and_child_processes(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--threads", "0", "models"])
     assert exc.value.code == 2 and "--threads: expected a whole number >= 1" in capsys.readouterr().err
+
+
+def test_max_minutes_stops_before_an_epoch_past_the_budget(tmp_path, capsys, data_dir):
+    """--max-minutes: training stops at an epoch's end when one more epoch would end past the budget; the run
+    finishes normally (weights, test metrics) and says why it stopped, in stdout and config.json."""
+    from data_helpers import cli
+
+    out = tmp_path / "run"
+    code, stdout, err = cli(capsys, "train", "--model", "ae", "--dataset", "digits", "--epochs", "500", "--max-minutes",
+                            "0.02", "--patience", "0", "--hidden-dims", "8", "--no-progress", "--data-dir", data_dir,
+                            "--out", out)
+    assert code == 0, err
+    result = json.loads((out / "config.json").read_text())["result"]
+    assert result["stopped_by"] == "max_minutes" and 1 <= result["epochs_completed"] < 500
+    assert result["wall_seconds_last_session"] < 0.02 * 60 + 5  # the budget, plus Lightning's own start and end
+    assert "stopped at the time budget" in stdout and (out / "model.safetensors").exists() and (out / "eval.json").exists()
+    code, _, err = cli(capsys, "train", "--model", "ae", "--dataset", "digits", "--max-minutes", "-1",
+                       "--data-dir", data_dir, "--out", tmp_path / "bad")
+    assert code == 2 and "--max-minutes must be >= 0" in err and not (tmp_path / "bad").exists()

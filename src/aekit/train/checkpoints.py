@@ -291,3 +291,25 @@ class StopOnSignal(Callback):
         if not last_batch and self._requested(trainer):
             self.points.save(trainer)  # ResumePoints is a Checkpoint callback: Lightning runs it after this one
             raise self.stopped(trainer)
+
+
+class TimeLimit(Callback):
+    """``--max-minutes``: at each epoch's end, training stops when one more epoch as long as this one would end
+    past the budget, so a session never runs over it by more than an epoch's variation (Lightning's own
+    ``max_time`` stops mid-epoch, with no epoch row and no checkpoint of the epoch in progress). The run then
+    finishes as after early stopping: the best epoch's weights, config.json's ``result.stopped_by``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.start, self.epoch_start, self.stopped_epoch = seconds, 0.0, 0.0, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = self.epoch_start = time.perf_counter()  # a session resumed mid-epoch starts no epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        now = time.perf_counter()
+        if now - self.start + (now - self.epoch_start) > self.seconds and trainer.current_epoch + 1 < trainer.max_epochs:
+            trainer.should_stop = True
+            self.stopped_epoch = trainer.current_epoch

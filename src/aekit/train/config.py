@@ -28,6 +28,8 @@ class TrainConfig:
     schedule: str = opt("none", "learning-rate schedule (cosine: decay over the epochs)", choices=("none", "cosine"))
     grad_clip: float = opt(0.0, "clip each optimizer's gradient norm to this value, 0: off")
     patience: int = opt(10, "early stopping on the validation loss after this many epochs without progress, 0: off")
+    max_minutes: float = opt(0.0, "time budget: no epoch starts that would end past M minutes of this session's "
+                                  "training (judged by the last epoch's time), 0: no limit", metavar="M")
     seed: int = opt(0, "seed of the splits, initial weights and batches")
     precision: str = opt("auto", "numeric precision; auto: bf16-mixed where the hardware computes in bf16 (GPUs of compute "
                                  "capability 8+, CPUs with AVX-512-BF16 or AMX), 16-mixed on older GPUs, else 32 "
@@ -66,6 +68,8 @@ class TrainConfig:
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}", param="seed")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}", param="patience")
+        if not self.max_minutes >= 0:  # NaN too
+            raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}", param="max_minutes")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}", param="checkpoint_every")
         if not self.checkpoint_minutes >= 0:

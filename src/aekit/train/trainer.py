@@ -87,6 +87,10 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
     cbs = [EpochCSV(), RngState(), StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"), ckpt, points]
     if cfg.patience:
         cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
+    if cfg.max_minutes:
+        from .checkpoints import TimeLimit
+
+        cbs.append(TimeLimit(cfg.max_minutes * 60.0))
     class LossBar(TQDMProgressBar):
         """Lightning's bar with the epoch's running training loss (read only when the bar redraws)."""
 
@@ -251,7 +255,18 @@ def fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, o
         top = min(rows, key=lambda r: r.get(monitor, float("inf")))
         print(f"stopped early at epoch {early.stopped_epoch + 1}: {monitor} did not improve for {early.patience} "
               f"epochs; best epoch {int(top['epoch']) + 1} ({monitor} {top[monitor]:.4g}) is the one kept", flush=True)
+    from .checkpoints import TimeLimit
+
+    limit = next((cb for cb in trainer.callbacks if isinstance(cb, TimeLimit)), None)
+    stopped_by = None
+    if limit is not None and limit.stopped_epoch is not None:
+        stopped_by = "max_minutes"
+        print(f"stopped at the time budget after epoch {limit.stopped_epoch + 1} of {trainer.max_epochs} "
+              f"(--max-minutes {limit.seconds / 60:g}: one more epoch would end past it)", flush=True)
+    elif early is not None and early.stopped_epoch:
+        stopped_by = "patience"
     return {
+        "stopped_by": stopped_by,
         "epochs_completed": len(rows),
         "best_epoch": int(min(rows, key=lambda r: r.get(monitor, float("inf")))["epoch"]) if rows else None,
         f"best_{monitor}": float(best_score) if best_score is not None else None,
