@@ -9,7 +9,9 @@ seeded draws, one after the other in one process.
 - ``old``: the code before issue 16's change: the k draws' targets expanded to (k*B, C, H, W) copies and
   ``binary_cross_entropy_with_logits``, chunks of 2**25 logits (128 MB in fp32), batches of 500 images.
 - ``fp32``: aekit's :func:`aekit.evaluate.basic.iwae_nll` as it is (broadcast targets, ``x l - softplus(l)``,
-  cache-sized chunks of ``IWAE_CHUNK_ELEMENTS`` logits).
+  model calls of ``IWAE_CHUNK_ELEMENTS`` logits, at least ``MIN_DRAWS`` draws per image and call so the encoder
+  runs rarely: without the image groups, 2**20 logits per call for a batch of 500 images is 2 draws per call,
+  and the encoder's share made the whole 1.5x slower).
 - ``bf16``: the same under ``torch.autocast("cpu", bfloat16)``: the decoder's matmuls in bf16, the likelihood in
   fp32. Its NLL is compared with fp32's on the same draws (issue 16: bf16 only where within 0.05 nats).
 - ``chunk=N``: fp32 with chunks of N logits (to pick ``IWAE_CHUNK_ELEMENTS``).

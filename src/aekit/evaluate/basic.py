@@ -20,10 +20,12 @@ def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
 
 
-# Logits per chunk of importance samples: small enough that a chunk's logits (4 MB in fp32) stay in this CPU's
-# cache between the decoder's last matmul and the likelihood's passes over them, large enough for efficient
-# matmuls. Measured with benchmarks/iwae_eval.py: 2**20 scores IWAE-5000 ~1.6x faster than the old 2**25 (128 MB).
+# Logits per model call: small enough that a call's logits (4 MB in fp32) stay in this CPU's cache between the
+# decoder's last matmul and the likelihood's passes over them, large enough for efficient matmuls (~1,300 rows
+# for MNIST). At least MIN_DRAWS draws per call, so the encoder, which each call runs once per image, costs at
+# most 1/MIN_DRAWS of the decoder. Measured with benchmarks/iwae_eval.py (docs/benchmarks.md).
 IWAE_CHUNK_ELEMENTS = 2**20
+MIN_DRAWS = 64
 
 
 @torch.no_grad()
@@ -31,17 +33,22 @@ def iwae_nll(model, x: torch.Tensor, k: int, generator: torch.Generator | None =
              max_elements: int = IWAE_CHUNK_ELEMENTS) -> torch.Tensor:
     """-log p(x) estimated with k importance samples (Burda et al. 2016), per image (B,), in nats.
 
-    The k samples are drawn and decoded in chunks of about ``max_elements`` logits, and their log-weights are
-    kept, (k, B), so memory stays bounded for k = 5000 and the log-mean-exp is exact."""
-    per_sample = x[0].numel() * x.shape[0]
-    chunk = max(1, min(k, max_elements // max(per_sample, 1)))
-    parts = []
-    done = 0
-    while done < k:
-        c = min(chunk, k - done)
-        parts.append(model.log_importance_weights(x, c, generator=generator))  # (c, B)
-        done += c
-    return -log_mean_exp(torch.cat(parts, 0), dim=0)
+    The images go in groups, each group's k draws in chunks of about ``max_elements`` logits per model call;
+    every draw's log-weight is kept, (k, group), so memory stays bounded for k = 5000 and the log-mean-exp is
+    exact."""
+    rows = max(1, max_elements // max(x[0].numel(), 1))  # decodes per call
+    draws = min(k, max(MIN_DRAWS, rows // len(x)))  # draws per call
+    group = max(1, rows // draws)  # images per call
+    nll = []
+    for start in range(0, len(x), group):
+        xs = x[start : start + group]
+        parts, done = [], 0
+        while done < k:
+            c = min(draws, k - done)
+            parts.append(model.log_importance_weights(xs, c, generator=generator))  # (c, group)
+            done += c
+        nll.append(-log_mean_exp(torch.cat(parts, 0), dim=0))
+    return torch.cat(nll)
 
 
 @torch.no_grad()

@@ -178,8 +178,8 @@ class VAE(Autoencoder):
         against their B images (B, C, H, W) without k copies of the images; the result has the leading shape."""
         pixels = tuple(range(-len(self.input_shape), 0))  # the image axes, summed
         if self.config.loss == "bce":
-            # log Bern(x; sigmoid(l)) = x l - softplus(l): the same value as -BCE-with-logits, in two passes
-            # over the logits instead of its five (measured 1.4x faster for IWAE-5000 on this CPU)
+            # log Bern(x; sigmoid(l)) = x l - softplus(l): the same value as -BCE-with-logits, in fewer passes
+            # over the logits, and the images broadcast instead of copied per draw
             return (logits * x).sum(pixels) - F.softplus(logits).sum(pixels)
         if self.config.loss == "mse":
             sq = (torch.sigmoid(logits) - x).pow(2).sum(pixels)
