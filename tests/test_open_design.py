@@ -360,10 +360,10 @@ def test_report_embeds_what_applies_and_lists_the_rest(runs, capsys):
     for key in ("grid", "vq", "vq-noprior"):
         assert main(["report", str(runs[key]), "--quick"]) == 0
         html = (runs[key] / "report.html").read_text()
-        shown = set(re.findall(r"<img alt='(\w+)'", html))
-        skipped = dict(re.findall(r"<li><b>(\w+)</b>: ([^<]+)</li>", html))
+        shown = set(re.findall(r"<img alt='([\w-]+)'", html))
+        skipped = dict(re.findall(r"<li><b>([\w-]+)</b>: ([^<]+)</li>", html))
         expected = APPLIES["vq" if key.startswith("vq") else "grid"] - ({"sample"} if key == "vq-noprior" else set())
-        assert shown == expected and set(skipped).isdisjoint(shown) and len(shown) + len(skipped) == 15  # + features (tables)
+        assert shown == expected and set(skipped).isdisjoint(shown) and len(shown) + len(skipped) == 16  # + features (tables), learned-inputs
         assert all(reason.strip() for reason in skipped.values())
         for uri in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html):
             assert png_array(base64.b64decode(uri)).astype(float).std() > 10

@@ -128,18 +128,18 @@ def test_report_embeds_every_figure_offline(trained_run, model, dim, n_figures):
         assert_non_blank(base64.b64decode(uri))
     assert not re.search(r"https?://", html)
     assert ("alt='slice3d'" in html) == (dim >= 3)
-    shown = set(re.findall(r"<img alt='(\w+)'", html))
+    shown = set(re.findall(r"<img alt='([\w-]+)'", html))
     for kind, caption in CAPTIONS.items():
         assert (caption.replace("'", "&#x27;") in html) == (kind in shown)
     # the figures that do not apply are listed with the model's one-line reason
-    skipped = dict(re.findall(r"<li><b>(\w+)</b>: ([^<]+)</li>", html))
+    skipped = dict(re.findall(r"<li><b>([\w-]+)</b>: ([^<]+)</li>", html))
     assert set(skipped) | shown == set(CAPTIONS) and not set(skipped) & shown
     assert "discrete codebook" in skipped["codes"] and "discrete codebook" in skipped["swap"]
     if dim < 3:
         assert "3 code dimensions" in skipped["slice3d"]
     assert "train_loss" in html and model in html
     # it opens with the decoded plane and the latent map; the per-epoch table comes after the figures
-    assert re.findall(r"<img alt='(\w+)'", html)[:3] == ["manifold", "latent", "reconstruct"]
+    assert re.findall(r"<img alt='([\w-]+)'", html)[:3] == ["manifold", "latent", "reconstruct"]
     assert html.index("<h2>Metrics per epoch</h2>") > html.rindex("<img alt=")
 
 

@@ -169,10 +169,11 @@ def test_report_shows_what_applies_to_a_table(cat_run, capsys):
     _, run_path, *_ = cat_run
     assert cli(capsys, "report", run_path, "--quick")[0] == 0
     html = (run_path / "report.html").read_text()
-    shown = set(re.findall(r"<img alt='(\w+)'", html))
-    skipped = dict(re.findall(r"<li><b>(\w+)</b>: ([^<]+)</li>", html))
+    shown = set(re.findall(r"<img alt='([\w-]+)'", html))
+    skipped = dict(re.findall(r"<li><b>([\w-]+)</b>: ([^<]+)</li>", html))
     assert shown == {"latent", "density", "features", "curves", "defects"} and shown | set(skipped) == set(CAPTIONS)
-    for kind in ("reconstruct", "sample", "manifold", "interpolate", "arithmetic", "traverse", "denoise", "swap"):
+    for kind in ("reconstruct", "sample", "manifold", "interpolate", "arithmetic", "traverse", "denoise", "swap",
+                 "learned-inputs"):
         assert "is a table of 5 features: its rows are not pictures" in skipped[kind], kind
     assert "3 code dimensions" in skipped["slice3d"] and "no discrete codebook" in skipped["codes"]
     # the per-feature error chart's numbers: every encoded feature, raw-unit errors on the raw scale

@@ -219,6 +219,21 @@ def samples(panels: dict[str, np.ndarray], cols: int = 8):
     return fig
 
 
+def image_grid(images: np.ndarray, title: str, cols: int | None = None):
+    """One titled mosaic of images (N, C, H, W) in a near-square grid (``cols`` per row), sized so each pixel
+    stays visible: learned input-space images such as a VampPrior's pseudo-inputs."""
+    n, c, h, w = images.shape
+    cols = cols or max(1, int(np.ceil(np.sqrt(n))))
+    rows = -(-n // cols)
+    grid = np.ones((rows * cols, c, h, w), np.float32)  # white where the last row is short
+    grid[:n] = images
+    scale = 2.0 / 80  # inches per image pixel: two screen pixels each at to_png's 80 dpi, capped for big grids
+    fig = _figure(min(max(cols * (w + 1) * scale, 3.0), 11), min(max(rows * (h + 1) * scale, 2.0), 14) + 0.3)
+    ax = fig.add_subplot()
+    _imshow(ax, mosaic(grid.reshape(rows, cols, c, h, w)), title, 9)
+    return fig
+
+
 def class_samples(images: np.ndarray, class_names: Sequence[str], title: str):
     """A conditional model's samples (K, Q, C, H, W): one row per class, named on the left."""
     k, q, _, h, _ = images.shape

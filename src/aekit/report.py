@@ -35,6 +35,9 @@ CAPTIONS = {
                "and gaps (the share of the sampler's random draws, in red, that land far from every code).",
     "codes": "How many code-grid cells use each codebook entry over the test set; red bars are dead entries.",
     "swap": "Code swapping: one grid cell set to other codebook entries (the cell outlined); below, what moved.",
+    "learned-inputs": "Images the model learned in input space, in its own order; e.g. a VampPrior's pseudo-inputs u_k, "
+                      "whose posteriors q(z|u_k) are the components of the prior p(z) = 1/K sum_k q(z|u_k) (Tomczak & "
+                      "Welling 2018).",
 }
 
 _STYLE = """

@@ -68,6 +68,8 @@ KINDS: dict[str, Kind] = {
     "codes": Kind("how often each codebook entry is used over the split (discrete codes)", ("split",), ("discrete",)),
     "swap": Kind("code swapping: one grid cell set to other codebook entries, and what moves", ("a", "cell", "entries", "split"),
                  ("images", "discrete")),
+    "learned-inputs": Kind("images the model learned in input space (a VampPrior's pseudo-inputs), the first --n "
+                           "(default 64, or all)", ("n",), ("images", "learned_inputs")),
 }
 OPTION_NAMES = ("n", "split", "indices", "method", "dims", "a", "b", "c", "classes", "expr", "steps", "mode", "range", "step",
                 "noise", "cell", "entries", "label")
@@ -428,6 +430,8 @@ def _check_picture(kind: str, o: dict, code_size: int) -> None:
         require_picture((o.get("n") or 15) ** 2, "a manifold grid of --n points per axis", "use a smaller --n")
     elif kind == "interpolate":
         require_picture(o.get("steps", 10) + 2, "plot interpolate --steps", "use fewer --steps", MAX_TITLED_IMAGES)
+    elif kind == "learned-inputs" and o.get("n", 64) is not None:  # --n all: checked once the count is known
+        require_picture(o.get("n", 64), "plot learned-inputs --n", "use a smaller --n")
     elif kind == "traverse" and o.get("mode", "range") == "range":
         require_picture(o.get("steps", 9) * code_size, f"a traversal of {code_size} code dimensions",
                         "use fewer --steps")
@@ -853,8 +857,25 @@ def _swap(s: RunSession, o: dict):
                  "entries": entries, "inside": r["inside"].tolist(), "outside": r["outside"].tolist()}
 
 
+def _learned_inputs(s: RunSession, o: dict):
+    """The first --n (default 64; all) of the images the model learned in input space, in the model's order."""
+    import torch
+
+    from . import plots
+    from .limits import require_picture
+
+    with torch.no_grad():
+        images = s.model.learned_inputs().float().cpu().numpy()  # (K, C, H, W) in [0, 1]
+    k = len(images)
+    n = k if o.get("n", 64) is None else min(o.get("n", 64), k)
+    require_picture(n, f"all {k} learned inputs", "give --n")
+    fig = plots.image_grid(images[:n], f"{s.model.name}: {n} of its {k} learned inputs")
+    return fig, {"count": k, "shown": n, "shape": list(images.shape[1:])}
+
+
 BUILDERS: dict[str, Callable] = {
     "reconstruct": _reconstruct, "latent": _latent, "density": _density, "slice3d": _slice3d, "sample": _sample,
     "manifold": _manifold, "interpolate": _interpolate, "arithmetic": _arithmetic, "traverse": _traverse,
     "denoise": _denoise, "features": _features, "curves": _curves, "defects": _defects, "codes": _codes, "swap": _swap,
+    "learned-inputs": _learned_inputs,
 }

@@ -31,7 +31,8 @@ def _count(text: str) -> int | None:
 
 def add_commands(sub) -> None:
     S = argparse.SUPPRESS  # absent unless given, so a flag a KIND does not take is an error, not ignored
-    kinds = "\n".join(f"  {k:<12} {spec.help}" + (f" [needs: {', '.join(spec.needs)}]" if spec.needs else "")
+    width = max(map(len, KINDS))
+    kinds = "\n".join(f"  {k:<{width}} {spec.help}" + (f" [needs: {', '.join(spec.needs)}]" if spec.needs else "")
                       for k, spec in KINDS.items())
     p = sub.add_parser("plot", help="one latent-space experiment of a run -> RUN/figures/KIND.png (+ .json)",
                        description=f"KIND is one of:\n{kinds}\n\nA KIND the run's model cannot do (see `needs`) exits "

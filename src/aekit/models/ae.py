@@ -154,6 +154,8 @@ class AE(Autoencoder):
         terms, stats = self.reconstruction_terms(logits, x)  # against the clean input
         if self.config.sparsity > 0:
             terms["sparsity"] = self.config.sparsity * self.penalty_scale * self.sparsity_penalty(z)
+        if not self.wants_stats():  # a training step whose diagnostics are not read
+            return Output(loss=sum(terms.values()), terms=terms, x_hat=None, z=z, stats=stats)
         stats["activation"] = z.detach().abs().mean()
         stats["sparsity_zero_frac"] = zero_fraction(z)
         return Output(loss=sum(terms.values()), terms=terms, x_hat=torch.sigmoid(logits), z=z, stats=stats)

@@ -172,14 +172,16 @@ class HVAE(VAE):
         estimates = self.bottom_up(self.corrupt(x))
         z1, kls, _ = self.top_down(estimates)  # z1 (1, B, D_1)
         logits = self.body.decoder(z1[0])  # (B, C, H, W)
-        x_hat = torch.sigmoid(logits)  # once: the Output's reconstruction and the mse stat
+        diagnose = self.wants_stats()
+        x_hat = torch.sigmoid(logits) if diagnose else None  # once: the Output's reconstruction and the mse stat
         terms, stats = self.reconstruction_terms(logits, x, x_hat=x_hat)
         per_layer = [kl.mean() for kl in kls]  # bottom first
         kl = sum(per_layer)
         terms["kl"] = self._beta() * kl  # warm-up and beta scale the whole KL, as Sønderby et al. 2016 warm up
-        stats["kl_nats"] = kl.detach()
-        stats.update({f"kl_{l + 1}": v.detach() for l, v in enumerate(per_layer)})
-        stats.update(self.bound(terms["recon"], kl, x))
+        if diagnose:
+            stats["kl_nats"] = kl.detach()
+            stats.update({f"kl_{l + 1}": v.detach() for l, v in enumerate(per_layer)})
+            stats.update(self.bound(terms["recon"], kl, x))
         # Output.z: the code, the top posterior mean (B, D_L); the drawn layers stay inside the loss
         return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=x_hat, z=estimates[-1][0], stats=stats)
 
@@ -208,6 +210,9 @@ class HVAE(VAE):
         k = self.config.iwae_k
         log_px_z, log_ratio, (mu, _), kls, logits = self._log_weight_parts(self.corrupt(x), k, None, target=x)
         bound = torch.logsumexp(log_px_z + self._beta() * log_ratio, 0) - math.log(k)  # (B,)
+        if not self.wants_stats():  # a training step whose diagnostics are not read
+            loss = -bound.mean()
+            return Output(loss=loss, terms={"iwae": loss}, x_hat=None, z=mu, stats={})
         with torch.no_grad():  # the first draw's reconstruction, for the diagnostics only
             logits0 = logits[: len(x)]
             x_hat = torch.sigmoid(logits0)

@@ -98,12 +98,14 @@ class VAE(Autoencoder):
         mu, logvar = self.posterior(self.corrupt(x), y)
         z = self.reparameterize(mu, logvar)  # sampled in eval too: the loss stays an honest ELBO estimate
         logits = self.decode_logits(z, y)
-        x_hat = torch.sigmoid(logits)  # once: the Output's reconstruction and the mse stat
+        diagnose = self.wants_stats()
+        x_hat = torch.sigmoid(logits) if diagnose else None  # once: the Output's reconstruction and the mse stat
         terms, stats = self.reconstruction_terms(logits, x, x_hat=x_hat)
         kl = self.kl(mu, logvar, z).mean()
         terms["kl"] = self._beta() * kl  # the weighted part of the loss; the raw KL is a stat
-        stats["kl_nats"] = kl.detach()
-        stats.update(self.bound(terms["recon"], kl, x))  # beta=1 bound, whatever beta trains
+        if diagnose:
+            stats["kl_nats"] = kl.detach()
+            stats.update(self.bound(terms["recon"], kl, x))  # beta=1 bound, whatever beta trains
         return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=x_hat, z=z, stats=stats)
 
     def bound(self, recon: torch.Tensor, kl: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -143,6 +145,9 @@ class VAE(Autoencoder):
         log_px_z, log_pz_qz, mu, logvar, z = self._log_weight_parts(self.corrupt(x), k, None, target=x, y=y)
         log_w = log_px_z + self._beta() * log_pz_qz  # (k, B)
         bound = torch.logsumexp(log_w, 0) - math.log(k)  # (B,)
+        if not self.wants_stats():  # a training step whose diagnostics are not read: no extra decoder pass
+            loss = -bound.mean()
+            return Output(loss=loss, terms={"iwae": loss}, x_hat=None, z=z[0], stats={})
         kl = self.kl(mu, logvar, z[0]).mean()
         with torch.no_grad():  # one sample's reconstruction, for the diagnostics only: nothing kept for backward
             logits0 = self.decode_logits(z[0], y)

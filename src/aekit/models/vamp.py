@@ -18,7 +18,7 @@ Everything else — bodies, posterior, warm-up, the ``iwae_k`` objective — is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -57,6 +57,7 @@ class VampVAE(VAE):
     Config = VampVAEConfig
     tiny_options = {**VAE.tiny_options, "pseudo_inputs": 4}
     standard_prior = False  # the VampPrior mixture: no per-dimension KL
+    capabilities = replace(VAE.capabilities, learned_inputs=True)  # the pseudo-inputs, to look at
 
     def __init__(self, config: VampVAEConfig) -> None:
         super().__init__(config)
@@ -64,6 +65,10 @@ class VampVAE(VAE):
 
     def pseudo_inputs(self) -> torch.Tensor:
         return F.hardtanh(self.pseudo, 0.0, 1.0)  # (K, C, H, W) in the pixel range
+
+    def learned_inputs(self) -> torch.Tensor:
+        """The K pseudo-inputs u_k, (K, C, H, W) in [0, 1]: what the prior's mixture components look like."""
+        return self.pseudo_inputs().detach()
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and log-variances (K, D) of the mixture: the posteriors at the pseudo-inputs."""

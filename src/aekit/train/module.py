@@ -7,7 +7,9 @@ A one-optimizer family uses the base recipe; VAE-GAN brings three optimizers wit
 
 Per-step work is kept to the model's own forward/backward: loss terms are summed into one tensor per split
 (no ``self.log`` per step, which costs more than a small MLP step), and the epoch means are computed once,
-reduced across ranks, and logged at the end of the epoch.
+reduced across ranks, and logged at the end of the epoch. The model's diagnostics (``Output.stats``) are read on
+every ``STATS_EVERY``-th training batch only (the model is told through ``Trainable.diagnose`` and skips them on
+the others), so the ``train_<stat>`` columns are means over those batches; validation reads every batch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ import torch
 
 from ..errors import ConfigError, RunError
 from .config import TrainConfig
+
+
+# Training batches whose diagnostics are read: 0, 8, 16, ... of each epoch (the first always, so a short epoch
+# has them too). One in 8 keeps the epoch means of a 400-batch MNIST epoch within sampling noise of the
+# every-batch means while the other 7 steps pay nothing for them.
+STATS_EVERY = 8
+STATS = "/stats"  # the accumulator of a split's diagnostics: "train/stats", "val/stats"
 
 
 class NonFinite(Exception):
@@ -108,20 +117,24 @@ class LitAutoencoder(L.LightningModule):
         self._step: Step | None = None
 
     # --- accumulation --------------------------------------------------------------------------------
-    def _accumulate(self, split: str, out, n: int) -> None:
-        """Loss terms go to ``loss_<term>`` columns, diagnostics (``stats``) under their own names."""
-        if split not in self._keys:
-            self._keys[split] = ["loss", *(f"loss_{k}" for k in out.terms), *out.stats]
-        parts = [out.loss, *out.terms.values(), *out.stats.values()]
+    def _accumulate(self, split: str, out, n: int, stats: bool = True) -> None:
+        """Loss terms go to ``loss_<term>`` columns, diagnostics (``stats``, when read) under their own names."""
+        self._add(split, ("loss", *(f"loss_{k}" for k in out.terms)), [out.loss, *out.terms.values()], n)
+        if stats and out.stats:
+            self._add(split + STATS, tuple(out.stats), list(out.stats.values()), n)
+
+    def _add(self, key: str, names: tuple[str, ...], parts: list[torch.Tensor], n: int) -> None:
+        if key not in self._keys:
+            self._keys[key] = list(names)
         with torch.no_grad():  # on-device sums, no .item(): nothing waits on the step and no graph is built
             if not all(t.dtype is torch.float32 and t.dim() == 0 for t in parts):  # else: 2 fewer ops per value
                 parts = [t.reshape(()).float() for t in parts]
             values = torch.stack(parts).mul_(n)
-            if split in self._sums:
-                self._sums[split].add_(values)
+            if key in self._sums:
+                self._sums[key].add_(values)
             else:
-                self._sums[split] = values
-        self._counts[split] = self._counts.get(split, 0) + n
+                self._sums[key] = values
+        self._counts[key] = self._counts.get(key, 0) + n
 
     def running_loss(self) -> float | None:
         """Mean training loss of the epoch so far (this process), for the progress bar; None before a step."""
@@ -129,8 +142,9 @@ class LitAutoencoder(L.LightningModule):
         return float(sums[0]) / n if sums is not None and n else None
 
     def _reset(self, split: str) -> None:
-        self._sums.pop(split, None)
-        self._counts[split] = 0
+        for key in (split, split + STATS):
+            self._sums.pop(key, None)
+            self._counts[key] = 0
 
     def _optimizers(self) -> list:
         opts = self.optimizers()
@@ -141,6 +155,8 @@ class LitAutoencoder(L.LightningModule):
         x, y = batch
         if self._step is None:  # one per fit (on_train_start drops it): building it costs like a small op
             self._step = Step(self, dict(zip(self.optimizer_names, self._optimizers())), plain_loop(self.trainer, self))
+        diagnose = batch_idx % STATS_EVERY == 0
+        self.model.diagnose = diagnose
         try:
             out = self.model.training_step(x, y, self._step)
         except NonFinite as exc:
@@ -149,7 +165,9 @@ class LitAutoencoder(L.LightningModule):
                 self.skipped += 1
                 return
             raise RunError(self._diverged(x, y, exc.optimizer, batch_idx)) from None
-        self._accumulate("train", out, x.shape[0])
+        finally:
+            self.model.diagnose = True  # outside the engine's steps the model computes everything
+        self._accumulate("train", out, x.shape[0], stats=diagnose)
 
     def _kept(self) -> str:
         last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
@@ -206,11 +224,27 @@ class LitAutoencoder(L.LightningModule):
         if state is None:  # a checkpoint from before mid-epoch resuming: it was saved at an epoch's end
             return
         self._sums, self._counts = dict(state["sums"]), dict(state["counts"])
+        self._keys = {k: list(v) for k, v in state["keys"].items()}
+        for split in [k for k in self._keys if STATS not in k and k + STATS not in self._keys]:
+            self._split_stats(split)  # a checkpoint from before STATS_EVERY: one row of terms and stats
         if self.trainer.global_rank > 0:  # rank 0 carries every rank's sums so far (on_save_checkpoint)
             self._sums = {k: torch.zeros_like(v) for k, v in self._sums.items()}
             self._counts = {k: 0 for k in self._counts}
-        self._keys, self.skipped = {k: list(v) for k, v in state["keys"].items()}, int(state["skipped"])
+        self.skipped = int(state["skipped"])
         self._resumed_seconds = float(state["seconds"])
+
+    def _split_stats(self, split: str) -> None:
+        """Move a split's diagnostics (the keys after ``loss`` and ``loss_<term>``) to their own accumulator,
+        with the same count (an old checkpoint read them on every batch)."""
+        keys = self._keys[split]
+        n_terms = next((i for i, k in enumerate(keys) if i > 0 and not k.startswith("loss_")), len(keys))
+        if n_terms == len(keys):
+            return
+        self._keys[split], self._keys[split + STATS] = keys[:n_terms], keys[n_terms:]
+        if split in self._sums:
+            sums = self._sums[split]
+            self._sums[split], self._sums[split + STATS] = sums[:n_terms].clone(), sums[n_terms:].clone()
+            self._counts[split + STATS] = self._counts.get(split, 0)
 
     def on_train_start(self) -> None:
         # Resumed mid-epoch, Lightning skips on_train_epoch_start (that epoch has started): its per-epoch state is
@@ -230,12 +264,13 @@ class LitAutoencoder(L.LightningModule):
             raise RunError(f"training diverged: every step of epoch {self.current_epoch} had a NaN or infinite loss "
                            "(--on-nan skip skipped them all); lower --lr or set --grad-clip")
         for split in ("train", "val"):
-            if split not in self._sums:
-                continue
-            sums = torch.cat([self._sums[split], torch.tensor([float(self._counts[split])], device=self._sums[split].device)])
-            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-            means = (sums[:-1] / sums[-1].clamp_min(1)).tolist()
-            row.update({f"{split}_{k}": v for k, v in zip(self._keys[split], means)})
+            for key in (split, split + STATS):  # the terms, then the diagnostics (their own count)
+                if key not in self._sums:
+                    continue
+                sums = torch.cat([self._sums[key], torch.tensor([float(self._counts[key])], device=self._sums[key].device)])
+                sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+                means = (sums[:-1] / sums[-1].clamp_min(1)).tolist()
+                row.update({f"{split}_{k}": v for k, v in zip(self._keys[key], means)})
         bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
         if bad:  # a run must never finish "successfully" with NaN metrics
             raise RunError(f"training diverged: {bad[0]} is NaN or infinite at epoch {self.current_epoch}; {self._kept()}. "

@@ -1,0 +1,96 @@
+"""Diagnostics where they are read (issue 16): the engine reads a training step's ``Output.stats`` on every
+``STATS_EVERY``-th batch only and tells the model so (``Trainable.diagnose``); the other steps must train exactly
+the same loss and may skip the diagnostics."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from aekit.registry import build_model, get, list_models
+from aekit.train.module import STATS, STATS_EVERY, LitAutoencoder
+from aekit.train import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MODELS = list(list_models())
+
+
+def tiny(name: str):
+    torch.manual_seed(0)
+    return build_model(name, input_shape=(1, 8, 8), latent_dim=3, **get(name).cls.tiny_options)
+
+
+def _forward(model, x, y, diagnose: bool, seed: int = 1):
+    model = copy.deepcopy(model)  # a training forward may move state (vq-vae's EMA codebook): same start both times
+    model.diagnose = diagnose
+    torch.manual_seed(seed)  # the same reparameterisation and input noise both times
+    try:
+        return model.forward_batch(x, y)
+    finally:
+        model.diagnose = True
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_skipping_diagnostics_never_changes_the_loss(name):
+    """Every family, in a training step: the loss and each term are the same whether the step's diagnostics are
+    read or not, and with them read the Output is whole (x_hat, stats)."""
+    model = tiny(name).train()
+    x, y = torch.rand(6, 1, 8, 8), torch.arange(6) % 2
+    full, lean = _forward(model, x, y, True), _forward(model, x, y, False)
+    torch.testing.assert_close(lean.loss, full.loss)
+    assert list(lean.terms) == list(full.terms)
+    for k in full.terms:
+        torch.testing.assert_close(lean.terms[k], full.terms[k])
+    assert full.x_hat is not None and full.x_hat.shape == x.shape and full.stats
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "iwae", "hvae", "cvae"])
+def test_families_skip_their_diagnostics_when_unread(name):
+    model = tiny(name).train()
+    x = torch.rand(4, 1, 8, 8)
+    lean = _forward(model, x, torch.zeros(4, dtype=torch.long), False)
+    assert lean.stats == {} and lean.x_hat is None
+    model.eval()  # evaluation and validation always compute them, whatever the flag says
+    model.diagnose = False
+    assert model.wants_stats()
+    out = model.forward_batch(x, torch.zeros(4, dtype=torch.long))
+    assert out.stats and out.x_hat is not None
+
+
+def test_the_engine_reads_stats_on_every_nth_batch(tmp_path):
+    """A real fit: the model is asked for its diagnostics on batches 0, N, 2N ... of each epoch only, the
+    metrics still have their train_<stat> columns, and after the fit the model computes everything again."""
+    import aekit
+    from aekit.data import load_data
+
+    data = load_data("digits", val_fraction=0.2)
+    model = build_model("vae", input_shape=tuple(data.shape), latent_dim=2, hidden_dims=(16,))
+    asked: list[bool] = []
+    hook = model.register_forward_pre_hook(lambda m, args: asked.append(m.wants_stats()) if m.training else None)
+    cfg = TrainConfig(epochs=2, batch_size=32, progress=False, log_epochs=False, patience=0)
+    run = aekit.fit(model, data, cfg, out=tmp_path / "run")
+    hook.remove()
+    n_batches = -(-len(data.splits["train"]) // 32)
+    per_epoch = [i % STATS_EVERY == 0 for i in range(n_batches)]
+    assert asked == per_epoch * 2
+    assert sum(per_epoch) < n_batches  # the test means something: some batches skipped them
+    rows = run.metrics()
+    assert all(r["train_mse"] > 0 and r["train_elbo"] < 0 and r["val_mse"] > 0 for r in rows)
+    assert model.diagnose is True
+
+
+def test_an_old_checkpoint_row_splits_into_terms_and_stats():
+    """A mid-epoch checkpoint written before STATS_EVERY held one row of sums (terms and stats, one count):
+    it is split so the resumed epoch's means are the same."""
+    lit = LitAutoencoder(tiny("vae"), TrainConfig())
+    lit._keys = {"train": ["loss", "loss_recon", "loss_kl", "mse", "kl_nats", "elbo"]}
+    lit._sums = {"train": torch.tensor([60.0, 50.0, 10.0, 0.3, 10.0, -60.0])}
+    lit._counts = {"train": 3}
+    lit._split_stats("train")
+    assert lit._keys == {"train": ["loss", "loss_recon", "loss_kl"], "train" + STATS: ["mse", "kl_nats", "elbo"]}
+    assert lit._sums["train"].tolist() == [60.0, 50.0, 10.0]
+    assert lit._sums["train" + STATS].tolist() == pytest.approx([0.3, 10.0, -60.0])
+    assert lit._counts == {"train": 3, "train" + STATS: 3}
