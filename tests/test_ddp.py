@@ -69,13 +69,15 @@ def metrics(run: Path) -> list[dict[str, float]]:
 def assert_same_training(reference: Path, run: Path) -> tuple[float, float]:
     """Every loss (and loss term) within LOSS_RTOL (relative), every weight within WEIGHT_ATOL; returns the largest
     of each. Other diagnostics within 2e-3: a count of exact zeros (``sparsity_zero_frac``) may differ by one unit
-    of the ~1,400 when rounding takes a unit's value across 0."""
+    of the ~1,400 when rounding takes a unit's value across 0; training's within 6e-3, as they are read on every
+    STATS_EVERY-th batch only (3 of the 22 here: one unit of 384 values is 2.6e-3)."""
     a, b = metrics(reference), metrics(run)
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == list(range(EPOCHS))
     assert a[0].keys() == b[0].keys()
     losses = [k for k in a[0] if "_loss" in k]
     rel = max(abs(x[k] - y[k]) / max(abs(x[k]), 1e-12) for x, y in zip(a, b) for k in losses)
-    assert all(abs(x[k] - y[k]) <= 2e-3 + 1e-4 * abs(x[k]) for x, y in zip(a, b) for k in x), (a, b)
+    diagnostic = {k for k in a[0] if k.startswith("train_") and "_loss" not in k}
+    assert all(abs(x[k] - y[k]) <= (6e-3 if k in diagnostic else 2e-3) + 1e-4 * abs(x[k]) for x, y in zip(a, b) for k in x), (a, b)
     wa, wb = load_file(reference / "model.safetensors"), load_file(run / "model.safetensors")
     assert wa.keys() == wb.keys()
     weight = max(float((wa[k] - wb[k]).abs().max()) for k in wa)

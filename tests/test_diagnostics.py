@@ -94,3 +94,39 @@ def test_an_old_checkpoint_row_splits_into_terms_and_stats():
     assert lit._sums["train"].tolist() == [60.0, 50.0, 10.0]
     assert lit._sums["train" + STATS].tolist() == pytest.approx([0.3, 10.0, -60.0])
     assert lit._counts == {"train": 3, "train" + STATS: 3}
+
+
+def test_batch_groups_hand_out_the_same_batches_and_resume_between_groups(tmp_path):
+    """loader.Grouped: Lightning's step is a group of GROUP batches; the batches, their order and the resumable
+    state are the inner loader's, counted in batches."""
+    from aekit.data import load_data
+    from aekit.train.loader import GROUP, BatchLoader, Grouped, group_for
+
+    data = load_data("digits", val_fraction=0.2)
+
+    def inner():
+        return BatchLoader(data, "train", 32, shuffle=True, seed=3, context=lambda: (2, 0, 1))
+
+    plain = list(inner())
+    grouped = Grouped(inner(), GROUP)
+    groups = list(grouped)
+    assert len(groups) == len(grouped) == -(-len(plain) // GROUP) and grouped.batches == len(plain)
+    assert [len(g) for g in groups[:-1]] == [GROUP] * (len(groups) - 1)
+    flat = [b for g in groups for b in g]
+    assert len(flat) == len(plain) and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(flat, plain))
+
+    first = Grouped(inner(), GROUP)
+    it = iter(first)
+    next(it)  # one group trained, then a checkpoint
+    state = first.state_dict()
+    assert state == {"epoch": 2, "batch": GROUP, "group": GROUP} and first.position() == GROUP
+    again = Grouped(inner(), GROUP)
+    again.load_state_dict(state)
+    rest = [b for g in again for b in g]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(rest, plain[GROUP:])) and len(rest) == len(plain) - GROUP
+
+    # the group of a session: GROUP, 1 with --checkpoint-every, and a resumed one's saved group (1 before groups)
+    assert group_for(0, None) == GROUP and group_for(5, None) == 1
+    for saved, expected in (({"epoch": 0, "batch": 3, "group": 4}, 4), ({"epoch": 0, "batch": 3}, 1)):
+        torch.save({"loops": {"fit_loop": {"state_dict": {"combined_loader": [saved]}}}}, tmp_path / "last.ckpt")
+        assert group_for(0, tmp_path / "last.ckpt") == expected

@@ -81,7 +81,7 @@ def test_sigterm_and_ctrl_c_stop_after_the_step_and_the_resumed_run_is_bit_ident
     assert 5 <= batch < 12  # mid-epoch, and the checkpoint holds exactly that point
     ck = torch.load(last, map_location="cpu", weights_only=True)
     assert ck["callbacks"]["ResumePoints"]["saved_at"] == [0, batch]
-    assert ck["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 0, "batch": batch}]
+    assert ck["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 0, "batch": batch, "group": 1}]
 
     # resumed; Ctrl-C once it has written a checkpoint of its own
     first = last.stat().st_ino
@@ -95,6 +95,31 @@ def test_sigterm_and_ctrl_c_stop_after_the_step_and_the_resumed_run_is_bit_ident
     code, _, _ = harness.run_to_end(["--threads", "1", "train", "--resume", "--out", str(run), "--no-progress"],
                                     tmp_path / "3.log", "forkserver")
     assert code == 0, (tmp_path / "3.log").read_text()
+    assert_same_run(harness, unbroken[0], run)
+
+
+def test_a_run_stopped_between_batch_groups_resumes_bit_identical(harness, unbroken, tmp_path):
+    """Without --checkpoint-every, Lightning steps over groups of 8 batches (train/loader.Grouped): a stop falls
+    between groups, the message and the checkpoint count batches, and the resumed run is bit-identical to the
+    unbroken one, whose --checkpoint-every session stepped batch by batch (grouping changes no number)."""
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    i = TRAIN.index("--checkpoint-every")
+    grouped = [*TRAIN[:i], *TRAIN[i + 2:], "--checkpoint-minutes", "0.0001"]  # mid-epoch saves between groups
+    s = harness.Session([*grouped, "--out", str(run)], tmp_path / "1.log", "forkserver")
+    wait_for(last.exists, s)
+    s.kill(signal.SIGTERM)
+    assert s.wait(120) == 143
+    said = (tmp_path / "1.log").read_text().strip().splitlines()[-1]
+    assert " after batch 8 of 12;" in said, said  # 12 batches an epoch: groups [0, 8) and [8, 12)
+    epoch = int(said.split(" in epoch ")[1].split()[0])
+    ck = torch.load(last, map_location="cpu", weights_only=True)
+    assert ck["callbacks"]["ResumePoints"]["saved_at"] == [epoch, 8]
+    assert ck["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": epoch, "batch": 8, "group": 8}]
+
+    code, _, _ = harness.run_to_end(["--threads", "1", "train", "--resume", "--out", str(run), "--no-progress"],
+                                    tmp_path / "2.log", "forkserver")
+    assert code == 0, (tmp_path / "2.log").read_text()
     assert_same_run(harness, unbroken[0], run)
 
 

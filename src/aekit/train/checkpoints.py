@@ -138,6 +138,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+def batches_done(trainer) -> int:
+    """Batches of the current epoch trained so far. Lightning counts its steps, which are groups of batches
+    (loader.Grouped); the loader knows the batches."""
+    loader = trainer.train_dataloader
+    return loader.position() if hasattr(loader, "position") else trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
+def epoch_batches(trainer) -> int:
+    """Batches per training epoch (Lightning's num_training_batches counts groups of them)."""
+    return getattr(trainer.train_dataloader, "batches", None) or trainer.num_training_batches
+
+
 class RngState(Callback):
     """Saves the RNG states in every checkpoint; a resumed run gets them back just before training goes on.
     (Lightning saves no RNG state.) On several processes each rank restores rank 0's states."""
@@ -182,7 +194,7 @@ class ResumePoints(Checkpoint):
 
     def save(self, trainer) -> None:
         # where the checkpoint stands, recorded in it (state_dict): a stop message of a resumed session names it
-        self.saved_at = (trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        self.saved_at = (trainer.current_epoch, batches_done(trainer))
         trainer.save_checkpoint(str(self.path))
         best, self._best = self._best, None
         if best is not None and trainer.is_global_zero:  # rank 0 writes the folder
@@ -276,8 +288,8 @@ class StopOnSignal(Callback):
         if self.points.saved_at is None:  # only when the signal beat Lightning's start-up (its SIGTERMException)
             return Stopped(f"stopped by {name} before the first checkpoint; `{self.resume_command}` starts it over", code)
         epoch, batches = self.points.saved_at
-        where = (f"at the end of epoch {epoch}" if batches >= trainer.num_training_batches
-                 else f"in epoch {epoch} after batch {batches} of {trainer.num_training_batches}")
+        total = epoch_batches(trainer)
+        where = f"at the end of epoch {epoch}" if batches >= total else f"in epoch {epoch} after batch {batches} of {total}"
         return Stopped(f"stopped by {name} {where}; checkpoint saved ({self.points.path.parent.name}/{LAST}); "
                        f"continue with `{self.resume_command}`", code)
 

@@ -86,8 +86,10 @@ class PeerWatch:
         points = self.stopper.points
         if points.saved_at is None:
             return f"no checkpoint was written yet: `{self.stopper.resume_command}` starts it over"
+        from .checkpoints import epoch_batches
+
         epoch, batches = points.saved_at
-        total = self.trainer.num_training_batches
+        total = epoch_batches(self.trainer)
         where = f"end of epoch {epoch}" if batches >= total else f"epoch {epoch}, after batch {batches} of {total}"
         return f"checkpoints/last.ckpt ({where}) is kept: continue with `{self.stopper.resume_command}`"
 

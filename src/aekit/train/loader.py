@@ -16,6 +16,8 @@ become floats in [0, 1]; other tensors are batched as they are.
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -103,3 +105,54 @@ class BatchLoader:
                 continue
             self._position = (epoch, i + 1)
             yield x, torch.index_select(self.labels, 0, batch)
+
+
+# Lightning's own work per batch (its loops, hooks, callbacks and fetcher: ~0.5 ms, ~7% of a 784-512-16 MLP
+# step on a CPU thread, measured with py-spy) is paid once per group of GROUP batches: the training step runs the
+# group's batches one after another, each its own optimizer step (train/module.py).
+GROUP = 8
+
+
+class Grouped:
+    """Training batches handed to Lightning ``group`` at a time, as a list of (x, y). Every count a user sees
+    (checkpoint positions, the progress bar, stop messages) stays in batches: :meth:`position` and
+    :attr:`batches`. The inner loader (a BatchLoader, or a pack's ShardLoader) keeps its own resumable state, and
+    ``group`` is saved beside it: Lightning counts its place in an epoch in groups, so a session resumed
+    mid-epoch must group as the saved one did (:func:`group_for`)."""
+
+    def __init__(self, inner, group: int) -> None:
+        self.inner, self.group = inner, group
+
+    def __len__(self) -> int:
+        return -(-len(self.inner) // self.group)
+
+    @property
+    def batches(self) -> int:
+        """Batches per epoch."""
+        return len(self.inner)
+
+    def position(self) -> int:
+        """Batches of this epoch handed out so far (a resumed epoch counts the ones before the checkpoint)."""
+        return int(self.inner.state_dict()["batch"])
+
+    def state_dict(self) -> dict[str, int]:
+        return {**self.inner.state_dict(), "group": self.group}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.inner.load_state_dict({k: v for k, v in state.items() if k != "group"})
+
+    def __iter__(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+        batches = iter(self.inner)
+        while group := list(itertools.islice(batches, self.group)):  # takes exactly the group: nothing fetched ahead
+            yield group
+
+
+def group_for(checkpoint_every: int, ckpt_path: str | Path | None) -> int:
+    """Batches per Lightning step: GROUP, or 1 when checkpoints are saved every N batches (a save falls between
+    Lightning's steps); a resumed session keeps the group its checkpoint was saved with (1 for a checkpoint from
+    before groups), so its place in the epoch means the same batches."""
+    if ckpt_path is not None:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)  # mapped: nothing big is read
+        states = ck.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or [{}]
+        return int(states[0].get("group", 1))
+    return 1 if checkpoint_every > 0 else GROUP

@@ -115,6 +115,7 @@ class LitAutoencoder(L.LightningModule):
         self.skipped = 0
         self._cached: tuple[int, dict[str, float]] | None = None
         self._step: Step | None = None
+        self.group = 1  # batches per Lightning step (loader.Grouped; set by the trainer)
 
     # --- accumulation --------------------------------------------------------------------------------
     def _accumulate(self, split: str, out, n: int, stats: bool = True) -> None:
@@ -152,9 +153,17 @@ class LitAutoencoder(L.LightningModule):
 
     # --- steps ---------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        x, y = batch
         if self._step is None:  # one per fit (on_train_start drops it): building it costs like a small op
             self._step = Step(self, dict(zip(self.optimizer_names, self._optimizers())), plain_loop(self.trainer, self))
+        if isinstance(batch, list):  # a group of batches (loader.Grouped), each its own optimizer step
+            for j, (x, y) in enumerate(batch):
+                self._train_batch(x, y, batch_idx * self.group + j)
+        else:
+            self._train_batch(*batch, batch_idx)
+
+    def _train_batch(self, x: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
+        """One batch: the model's step, its loss terms (and, on every STATS_EVERY-th batch, its diagnostics)
+        added to the epoch's sums. ``batch_idx``: the batch's place in the epoch."""
         diagnose = batch_idx % STATS_EVERY == 0
         self.model.diagnose = diagnose
         try:

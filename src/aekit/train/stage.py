@@ -158,6 +158,10 @@ def train_stage(run_dir: str | Path, name: str | None = None, cfg: TrainConfig |
 
     from .trainer import fit_and_keep_best
 
+    from .loader import Grouped, group_for
+
+    train_loader = Grouped(train_loader, group_for(cfg.checkpoint_every, ckpt_path))  # Lightning's steps: groups
+    lit.group = train_loader.group
     result = fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, out, monitor)
     if result is None:
         return None  # rank 0 alone writes the folder

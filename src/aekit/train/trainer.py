@@ -92,7 +92,27 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on
 
         cbs.append(TimeLimit(cfg.max_minutes * 60.0))
     class LossBar(TQDMProgressBar):
-        """Lightning's bar with the epoch's running training loss (read only when the bar redraws)."""
+        """Lightning's bar with the epoch's running training loss (read only when the bar redraws), counting
+        batches: Lightning's own count is of batch groups (loader.Grouped)."""
+
+        @property
+        def total_train_batches(self):
+            return getattr(self.trainer.train_dataloader, "batches", None) or super().total_train_batches
+
+        def on_train_epoch_start(self, trainer, *args) -> None:
+            super().on_train_epoch_start(trainer, *args)
+            self._drawn = 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            from lightning.pytorch.callbacks.progress.tqdm_progress import _update_n
+
+            loader = trainer.train_dataloader
+            n = loader.position() if hasattr(loader, "position") else batch_idx + 1
+            total = self.train_progress_bar.total
+            if not self.is_disabled and (n - getattr(self, "_drawn", 0) >= self.refresh_rate or (total and n >= total)):
+                self._drawn = n
+                _update_n(self.train_progress_bar, n)
+                self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
 
         def get_metrics(self, trainer, pl_module) -> dict:
             metrics = {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}
@@ -352,6 +372,10 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
     if trainer.is_global_zero and not resume:
         write_json(out / CONFIG, record)  # a resumed run's record is rewritten once its checkpoint has loaded
 
+    from .loader import Grouped, group_for
+
+    train_loader = Grouped(train_loader, group_for(cfg.checkpoint_every, ckpt_path))  # Lightning's steps: groups
+    lit.group = train_loader.group
     result = fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, out, monitor)
     if result is None:
         return None  # a non-zero DDP rank: rank 0 alone writes the folder
