@@ -130,3 +130,27 @@ def test_batch_groups_hand_out_the_same_batches_and_resume_between_groups(tmp_pa
     for saved, expected in (({"epoch": 0, "batch": 3, "group": 4}, 4), ({"epoch": 0, "batch": 3}, 1)):
         torch.save({"loops": {"fit_loop": {"state_dict": {"combined_loader": [saved]}}}}, tmp_path / "last.ckpt")
         assert group_for(0, tmp_path / "last.ckpt") == expected
+
+
+def test_each_diagnostic_is_averaged_over_the_steps_that_report_it():
+    """A family may report some stats every step and others only when asked (vae-gan: its update shares every
+    step, the MSE on every 8th): each stat keeps its own count, names seen late widen the sums."""
+    from aekit.models.base import Output
+
+    lit = LitAutoencoder(tiny("vae"), TrainConfig())
+    t = torch.tensor
+
+    def step(n, **stats):
+        lit._accumulate("train", Output(loss=t(1.0), terms={"recon": t(1.0)}, x_hat=None, z=t(0.0),
+                                        stats={k: t(float(v)) for k, v in stats.items()}), n)
+
+    step(2, a=1, b=10)
+    step(4, b=20)  # a not reported
+    step(2, c=5, a=3)  # a new name, another order
+    names = lit._keys["train" + STATS]
+    assert names == ["a", "b", "c"]
+    sums = lit._sums["train" + STATS]
+    k = len(names)
+    means = dict(zip(names, (sums[:k] / sums[k:]).tolist()))
+    assert means == pytest.approx({"a": (2 * 1 + 2 * 3) / 4, "b": (2 * 10 + 4 * 20) / 6, "c": 5.0})
+    assert lit._sums["train"].tolist() == [8.0, 8.0] and lit._counts["train"] == 8  # the loss: every step

@@ -109,8 +109,8 @@ class Trainable(nn.Module):
     second stages (a prior over codes) both are Trainable, so one LightningModule trains them all."""
 
     # Set by the engine before each training step: whether this step's diagnostics (Output.stats, x_hat) are
-    # read. The epoch's train_<stat> columns are means over every STATS_EVERY-th batch (train/module.py), so
-    # the other steps need only the loss and its terms; a forward pass asks wants_stats() and skips the rest.
+    # wanted. It asks on every STATS_EVERY-th batch (train/module.py) and averages each stat over the steps that
+    # report it, so the other steps need only the loss and its terms: a forward pass asks wants_stats().
     diagnose: bool = True
 
     def wants_stats(self) -> bool:

@@ -7,9 +7,10 @@ A one-optimizer family uses the base recipe; VAE-GAN brings three optimizers wit
 
 Per-step work is kept to the model's own forward/backward: loss terms are summed into one tensor per split
 (no ``self.log`` per step, which costs more than a small MLP step), and the epoch means are computed once,
-reduced across ranks, and logged at the end of the epoch. The model's diagnostics (``Output.stats``) are read on
-every ``STATS_EVERY``-th training batch only (the model is told through ``Trainable.diagnose`` and skips them on
-the others), so the ``train_<stat>`` columns are means over those batches; validation reads every batch.
+reduced across ranks, and logged at the end of the epoch. The model's diagnostics (``Output.stats``) are asked
+for on every ``STATS_EVERY``-th training batch only (``Trainable.diagnose``; a family skips them on the others),
+and each is averaged over the steps that reported it: ``train_<stat>`` is a mean over every 8th batch for the
+families that skip, over every batch for a stat reported every step; validation reports every batch.
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ class Step:
             opt.step()
 
 
+def _scalars(parts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Values to stack as float32 scalars (most already are: then no op at all)."""
+    if all(t.dtype is torch.float32 and t.dim() == 0 for t in parts):
+        return parts
+    return [t.reshape(()).float() for t in parts]
+
+
 _HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
@@ -118,23 +126,41 @@ class LitAutoencoder(L.LightningModule):
         self.group = 1  # batches per Lightning step (loader.Grouped; set by the trainer)
 
     # --- accumulation --------------------------------------------------------------------------------
-    def _accumulate(self, split: str, out, n: int, stats: bool = True) -> None:
-        """Loss terms go to ``loss_<term>`` columns, diagnostics (``stats``, when read) under their own names."""
-        self._add(split, ("loss", *(f"loss_{k}" for k in out.terms)), [out.loss, *out.terms.values()], n)
-        if stats and out.stats:
-            self._add(split + STATS, tuple(out.stats), list(out.stats.values()), n)
-
-    def _add(self, key: str, names: tuple[str, ...], parts: list[torch.Tensor], n: int) -> None:
-        if key not in self._keys:
-            self._keys[key] = list(names)
+    def _accumulate(self, split: str, out, n: int) -> None:
+        """Loss terms go to ``loss_<term>`` columns, diagnostics (``stats``, whenever a step reports them) under
+        their own names."""
+        if split not in self._keys:
+            self._keys[split] = ["loss", *(f"loss_{k}" for k in out.terms)]
+        parts = [out.loss, *out.terms.values()]
         with torch.no_grad():  # on-device sums, no .item(): nothing waits on the step and no graph is built
-            if not all(t.dtype is torch.float32 and t.dim() == 0 for t in parts):  # else: 2 fewer ops per value
-                parts = [t.reshape(()).float() for t in parts]
-            values = torch.stack(parts).mul_(n)
-            if key in self._sums:
-                self._sums[key].add_(values)
+            values = torch.stack(_scalars(parts)).mul_(n)
+            if split in self._sums:
+                self._sums[split].add_(values)
             else:
-                self._sums[key] = values
+                self._sums[split] = values
+        self._counts[split] = self._counts.get(split, 0) + n
+        if out.stats:
+            self._add_stats(split + STATS, out.stats, n)
+
+    def _add_stats(self, key: str, stats: dict[str, torch.Tensor], n: int) -> None:
+        """Each diagnostic keeps its own count: the sums vector is [sum_1 .. sum_K, count_1 .. count_K]. A family
+        that skips its diagnostics on unread steps (``wants_stats``) is counted on the read ones; one that reports
+        some of them on every step, on every step."""
+        names = self._keys.setdefault(key, [])
+        with torch.no_grad():
+            values = torch.stack(_scalars(list(stats.values()))).mul_(n)
+            if list(stats) == names:  # the usual step: the same diagnostics as before
+                self._sums[key].add_(torch.cat([values, torch.full_like(values, n)]))
+                return
+            new = [k for k in stats if k not in names]
+            if new or key not in self._sums:  # a name not seen before in this run: widen the sums
+                k_old = len(names)
+                old = self._sums.get(key, values.new_zeros(2 * k_old))  # new_zeros: --precision 64 makes
+                pad = values.new_zeros(len(new))  # float64 the default dtype, and the sums stay float32
+                self._sums[key] = torch.cat([old[:k_old], pad, old[k_old:], pad])
+                names.extend(new)
+            idx = torch.tensor([names.index(k) for k in stats], device=values.device)
+            self._sums[key].index_add_(0, torch.cat([idx, idx + len(names)]), torch.cat([values, torch.full_like(values, n)]))
         self._counts[key] = self._counts.get(key, 0) + n
 
     def running_loss(self) -> float | None:
@@ -144,7 +170,10 @@ class LitAutoencoder(L.LightningModule):
 
     def _reset(self, split: str) -> None:
         for key in (split, split + STATS):
-            self._sums.pop(key, None)
+            if key.endswith(STATS) and key in self._sums:  # the names stay (every epoch reports them)
+                self._sums[key] = torch.zeros_like(self._sums[key])
+            else:
+                self._sums.pop(key, None)
             self._counts[key] = 0
 
     def _optimizers(self) -> list:
@@ -164,8 +193,7 @@ class LitAutoencoder(L.LightningModule):
     def _train_batch(self, x: torch.Tensor, y: torch.Tensor, batch_idx: int) -> None:
         """One batch: the model's step, its loss terms (and, on every STATS_EVERY-th batch, its diagnostics)
         added to the epoch's sums. ``batch_idx``: the batch's place in the epoch."""
-        diagnose = batch_idx % STATS_EVERY == 0
-        self.model.diagnose = diagnose
+        self.model.diagnose = batch_idx % STATS_EVERY == 0
         try:
             out = self.model.training_step(x, y, self._step)
         except NonFinite as exc:
@@ -176,7 +204,7 @@ class LitAutoencoder(L.LightningModule):
             raise RunError(self._diverged(x, y, exc.optimizer, batch_idx)) from None
         finally:
             self.model.diagnose = True  # outside the engine's steps the model computes everything
-        self._accumulate("train", out, x.shape[0], stats=diagnose)
+        self._accumulate("train", out, x.shape[0])
 
     def _kept(self) -> str:
         last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
@@ -236,6 +264,9 @@ class LitAutoencoder(L.LightningModule):
         self._keys = {k: list(v) for k, v in state["keys"].items()}
         for split in [k for k in self._keys if STATS not in k and k + STATS not in self._keys]:
             self._split_stats(split)  # a checkpoint from before STATS_EVERY: one row of terms and stats
+        for key in [k for k in self._keys if k.endswith(STATS)]:
+            if key in self._sums and len(self._sums[key]) == len(self._keys[key]):  # sums without counts (old)
+                self._sums[key] = torch.cat([self._sums[key], torch.full_like(self._sums[key], self._counts[key])])
         if self.trainer.global_rank > 0:  # rank 0 carries every rank's sums so far (on_save_checkpoint)
             self._sums = {k: torch.zeros_like(v) for k, v in self._sums.items()}
             self._counts = {k: 0 for k in self._counts}
@@ -273,13 +304,19 @@ class LitAutoencoder(L.LightningModule):
             raise RunError(f"training diverged: every step of epoch {self.current_epoch} had a NaN or infinite loss "
                            "(--on-nan skip skipped them all); lower --lr or set --grad-clip")
         for split in ("train", "val"):
-            for key in (split, split + STATS):  # the terms, then the diagnostics (their own count)
+            for key in (split, split + STATS):  # the terms, then the diagnostics (each with its own count)
                 if key not in self._sums:
                     continue
-                sums = torch.cat([self._sums[key], torch.tensor([float(self._counts[key])], device=self._sums[key].device)])
-                sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-                means = (sums[:-1] / sums[-1].clamp_min(1)).tolist()
-                row.update({f"{split}_{k}": v for k, v in zip(self._keys[key], means)})
+                total = torch.cat([self._sums[key], torch.tensor([float(self._counts[key])], device=self._sums[key].device)])
+                total = self.trainer.strategy.reduce(total, reduce_op="sum")
+                if key.endswith(STATS):  # [sums, counts] of each diagnostic; one never reported has no column
+                    k = len(self._keys[key])
+                    sums, counts = total[:k], total[k : 2 * k]
+                    row.update({f"{split}_{name}": v for name, v, c in
+                                zip(self._keys[key], (sums / counts.clamp_min(1)).tolist(), counts.tolist()) if c > 0})
+                else:
+                    means = (total[:-1] / total[-1].clamp_min(1)).tolist()
+                    row.update({f"{split}_{k}": v for k, v in zip(self._keys[key], means)})
         bad = [k for k in ("train_loss", "val_loss") if k in row and not math.isfinite(row[k])]
         if bad:  # a run must never finish "successfully" with NaN metrics
             raise RunError(f"training diverged: {bad[0]} is NaN or infinite at epoch {self.current_epoch}; {self._kept()}. "
