@@ -15,7 +15,7 @@ exports from ``aekit.load_data("mnist")`` (train 54,000 / val 6,000 / test 10,00
 (a) Time to quality. Each tool with its own defaults for an MLP VAE with a 16-d code:
 
 - ``aekit``: what ``aekit train --model vae --dataset mnist --latent-dim 16`` does: ``build_model("vae")``
-  (784-512-16, ReLU, Bernoulli/BCE loss) and ``TrainConfig()`` (20 epochs, batch 128, Adam 1e-3, no schedule,
+  (784-1024-512-16, GELU, Bernoulli/BCE loss) and ``TrainConfig()`` (20 epochs, batch 128, Adam 1e-3, cosine schedule,
   early stopping patience 10, precision auto, validation on val every epoch, checkpoints every epoch).
 - ``pythae``: ``VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=16))`` (its default MLP, 784-512-16, and its
   default loss, MSE) through ``TrainingPipeline`` with ``BaseTrainerConfig()`` defaults (batch 64, Adam 1e-4,
@@ -232,8 +232,9 @@ def worker_aekit_speed(args) -> dict:
 
     data = aekit.load_data("mnist", val_fraction=0.0, max_train_samples=50000)
     torch.manual_seed(0)
-    model = aekit.build_model("vae", input_shape=(1, 28, 28), latent_dim=16)
-    cfg = TrainConfig(epochs=args.speed_epochs, batch_size=128, lr=1e-3, patience=0, precision="32")
+    # identical settings to pythae's default MLP: 784-512-16 ReLU, not the vae preset's 1024-512 GELU default
+    model = aekit.build_model("vae", input_shape=(1, 28, 28), latent_dim=16, hidden_dims=(512,), activation="relu")
+    cfg = TrainConfig(epochs=args.speed_epochs, batch_size=128, lr=1e-3, patience=0, precision="32", schedule="none")
     times = aekit_epochs(model, data, cfg, whole=True)
     return {"epochs": [{"wall": w, "cpu": c} for w, c in times]}
 

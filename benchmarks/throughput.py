@@ -143,7 +143,7 @@ def aekit_epochs(model, data, epochs: int | TrainConfig, precision: str = "32", 
     training epoch as metrics.csv's ``seconds`` has it, or with ``whole`` (wall, CPU) seconds from one epoch's
     start to the next's (checkpoint writes and metrics.csv included)."""
     cfg = epochs if isinstance(epochs, TrainConfig) else TrainConfig(
-        epochs=epochs, batch_size=128, lr=1e-3, patience=0, precision=precision, progress=progress)
+        epochs=epochs, batch_size=128, lr=1e-3, patience=0, precision=precision, progress=progress, schedule="none")
     with tempfile.TemporaryDirectory() as tmp, epoch_clock([]) as marks:
         run = aekit.fit(model, data, cfg, out=f"{tmp}/run")
     if whole:
@@ -176,6 +176,8 @@ def main() -> None:
 
     def build(name, **kw):
         torch.manual_seed(0)
+        if name == "vae":  # the minimal loop's net (784-512-16 ReLU), not the vae preset's 1024-512 GELU default
+            kw = {"hidden_dims": (512,), "activation": "relu", **kw}
         return aekit.build_model(name, input_shape=(1, 28, 28), latent_dim=16, **kw)
 
     progress = not args.no_progress
@@ -185,7 +187,7 @@ def main() -> None:
         "module": lambda: bare_epochs(build("vae"), x, args.epochs, cpu=True, fused=True, stats_every=STATS_EVERY),
         "aekit": lambda: aekit_epochs(build("vae"), data, TrainConfig(
             epochs=args.epochs, batch_size=128, lr=1e-3, patience=0, precision="32", progress=progress,
-            log_epochs=progress), whole=True),
+            log_epochs=progress, schedule="none"), whole=True),
     }
     chosen = [a for a in args.arms.split(",") if a]
     baselines = [b for b in ("minimal", "minimal-fused", "module") if b in chosen and "aekit" in chosen]
