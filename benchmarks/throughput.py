@@ -15,6 +15,8 @@ the other in each round (A/B/C, then C/B/A) so a busy machine slows them alike, 
 - ``module``: the ``minimal-fused`` loop over aekit's own ``vae`` module (its ``Output``: terms, and stats on
   every ``STATS_EVERY``-th batch as the engine asks for them). Its gap to ``minimal-fused`` is what the model's
   loss and diagnostics cost; the gap from it to ``aekit`` is the engine's.
+- ``module-all-stats``: the same with the diagnostics computed on every batch (as before issue 16): its gap to
+  ``module`` is what computing them every step would cost.
 - ``aekit``: ``aekit.fit`` with the CLI's defaults (progress bar and epoch lines on, last.ckpt and best.ckpt
   written every epoch, metrics.csv), no validation split. Its epoch is timed from one epoch's start to the
   next's (the last: to the end of training), so checkpoint writes and the CSV count.
@@ -163,7 +165,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (fixed for every arm)")
     ap.add_argument("--no-progress", action="store_true", help="aekit with its progress bar and epoch lines off")
     ap.add_argument("--arms", default="minimal,minimal-fused,aekit",
-                    help="comma-separated, of minimal, minimal-fused, module, aekit")
+                    help="comma-separated, of minimal, minimal-fused, module, module-all-stats, aekit")
     ap.add_argument("--conv", action="store_true", help="also time conv-ae with bf16-mixed")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -185,12 +187,13 @@ def main() -> None:
         "minimal": lambda: minimal_epochs(x, args.epochs),
         "minimal-fused": lambda: minimal_epochs(x, args.epochs, fused=True),
         "module": lambda: bare_epochs(build("vae"), x, args.epochs, cpu=True, fused=True, stats_every=STATS_EVERY),
+        "module-all-stats": lambda: bare_epochs(build("vae"), x, args.epochs, cpu=True, fused=True, stats_every=1),
         "aekit": lambda: aekit_epochs(build("vae"), data, TrainConfig(
             epochs=args.epochs, batch_size=128, lr=1e-3, patience=0, precision="32", progress=progress,
             log_epochs=progress, schedule="none"), whole=True),
     }
     chosen = [a for a in args.arms.split(",") if a]
-    baselines = [b for b in ("minimal", "minimal-fused", "module") if b in chosen and "aekit" in chosen]
+    baselines = [b for b in ("minimal", "minimal-fused", "module", "module-all-stats") if b in chosen and "aekit" in chosen]
     rows: list[dict[str, tuple[float, float]]] = []
     for r in range(args.repeats):
         this = {}

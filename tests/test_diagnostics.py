@@ -94,6 +94,10 @@ def test_an_old_checkpoint_row_splits_into_terms_and_stats():
     assert lit._sums["train"].tolist() == [60.0, 50.0, 10.0]
     assert lit._sums["train" + STATS].tolist() == pytest.approx([0.3, 10.0, -60.0])
     assert lit._counts == {"train": 3, "train" + STATS: 3}
+    # a split whose names came back without sums (validation's, reset at the epoch's start) takes new sums
+    lit._keys["val" + STATS] = ["mse"]
+    lit._add_stats("val" + STATS, {"mse": torch.tensor(0.5)}, 4)
+    assert lit._sums["val" + STATS].tolist() == [2.0, 4.0]
 
 
 def test_batch_groups_hand_out_the_same_batches_and_resume_between_groups(tmp_path):

@@ -149,7 +149,7 @@ class LitAutoencoder(L.LightningModule):
         names = self._keys.setdefault(key, [])
         with torch.no_grad():
             values = torch.stack(_scalars(list(stats.values()))).mul_(n)
-            if list(stats) == names:  # the usual step: the same diagnostics as before
+            if list(stats) == names and key in self._sums:  # the usual step: the same diagnostics as before
                 self._sums[key].add_(torch.cat([values, torch.full_like(values, n)]))
                 return
             new = [k for k in stats if k not in names]
