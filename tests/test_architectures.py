@@ -47,7 +47,7 @@ def fail(argv, capsys) -> str:
 
 BEFORE = {  # default presets on 1x28x28, recorded before the change
     "ae": "42b435396a9f", "deep-ae": "3f2ae0df00db", "conv-ae": "cd87e61ce70f", "dae": "3f2ae0df00db",
-    "vae": "bb1bea5f6d58", "conv-vae": "96200ad56dd3", "beta-vae": "bb1bea5f6d58", "iwae": "bb1bea5f6d58",
+    "vae": "eb7be02ca651", "conv-vae": "96200ad56dd3", "beta-vae": "bb1bea5f6d58", "iwae": "bb1bea5f6d58",
     "conv-iwae": "96200ad56dd3", "vae-gan": "ba7f9a2c7779", "beta-tc-vae": "bb1bea5f6d58", "cvae": "6a878424fce9",
     "vamp-vae": "511cd5945db1", "wae-mmd": "4f8ee529370d",
 }
@@ -78,6 +78,9 @@ def test_default_architectures_are_the_ones_old_runs_were_trained_with():
     # ... and written again today it round-trips as it is
     again = model_from_dict({"name": "sparse-ae", "config": model.config.to_dict()})
     assert again.config == model.config
+    # vae changed on purpose too (issue 16: 1024-512 GELU, was 512 ReLU); an old config.json names its net
+    old_vae = {**{k: v for k, v in old.items() if k != "sparsity"}, "hidden_dims": [512], "beta": 1.0}
+    assert fingerprint(model_from_dict({"name": "vae", "config": old_vae})) == "bb1bea5f6d58"
 
 
 # ----------------------------------------------------------------------------------------- padding

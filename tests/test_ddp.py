@@ -33,7 +33,9 @@ from aekit.cli import main
 AEKIT = str(Path(sys.executable).with_name("aekit"))
 # 1,400 training images: an even count, so two processes share out exactly the images of one (with an odd count,
 # the odd image out would be left out of each epoch); 22 global batches of 64 an epoch
+# --schedule none: the killed session trains with --epochs 1000 and resumes with 3, which a cosine would tell apart
 COMMON = ["train", "--model", "ae", "--dataset", "digits", "--hidden-dims", "32", "--max-train-samples", "1400",
+          "--schedule", "none",
           "--patience", "0", "--seed", "3", "--no-progress"]
 TWO = ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--batch-size", "32"]
 EPOCHS = 3

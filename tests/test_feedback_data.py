@@ -21,7 +21,7 @@ from data_helpers import cli, copy_run, one_line, train_run, write_pngs
 
 ROOT = Path(__file__).resolve().parents[1]
 # 4,500 train images -> 500 val (0.1/0.9 x 4,500) instead of MNIST's 6,000
-HEALTHY = ["--model", "ae", "--dataset", "mnist", "--latent-dim", "16", "--hidden-dims", "64", "--epochs", "2",
+HEALTHY = ["--model", "ae", "--dataset", "mnist", "--latent-dim", "16", "--hidden-dims", "64", "--schedule", "none", "--epochs", "2",
            "--batch-size", "32", "--max-train-samples", "4500", "--no-progress", "--no-log-epochs"]
 
 

@@ -138,7 +138,9 @@ def test_resume_after_kill_9_keeps_every_epoch(tmp_path, data_dir):
 
 
 def test_resume_matches_an_unbroken_run(tmp_path, capsys):
-    common = ["--model", "deep-ae", "--dataset", "digits", "--hidden-dims", "32", "--patience", "0", "--no-progress"]
+    # constant lr: a cosine over 2 epochs is not the first half of one over 4 (test_cosine_follows_the_epochs_of_the_session)
+    common = ["--model", "deep-ae", "--dataset", "digits", "--hidden-dims", "32", "--patience", "0", "--no-progress",
+              "--schedule", "none"]
     assert run_cli(capsys, "train", *common, "--epochs", "4", "--out", tmp_path / "full")[0] == 0
     assert run_cli(capsys, "train", *common, "--epochs", "2", "--out", tmp_path / "half")[0] == 0
     assert run_cli(capsys, "train", "--out", tmp_path / "half", "--resume", "--epochs", "4", "--no-progress")[0] == 0
@@ -352,3 +354,18 @@ def test_max_minutes_stops_before_an_epoch_past_the_budget(tmp_path, capsys, dat
     code, _, err = cli(capsys, "train", "--model", "ae", "--dataset", "digits", "--max-minutes", "-1",
                        "--data-dir", data_dir, "--out", tmp_path / "bad")
     assert code == 2 and "--max-minutes must be >= 0" in err and not (tmp_path / "bad").exists()
+
+
+def test_cosine_follows_the_epochs_of_the_session(tmp_path, capsys):
+    """The default schedule decays the lr to 0 over --epochs; a run resumed with more epochs decays over the new
+    total from where it stands (it does not climb back up after the first session's end)."""
+    import math
+
+    common = ["--model", "ae", "--dataset", "digits", "--hidden-dims", "16", "--latent-dim", "2", "--patience", "0",
+              "--no-progress", "--lr", "0.01"]
+    assert run_cli(capsys, "train", *common, "--epochs", "2", "--out", tmp_path / "r")[0] == 0
+    assert run_cli(capsys, "train", "--out", tmp_path / "r", "--resume", "--epochs", "4", "--no-progress")[0] == 0
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "r" / "metrics.csv")]  # the lr each epoch trained with
+    first = [0.01 * 0.5 * (1 + math.cos(math.pi * e / 2)) for e in range(2)]  # 0.01, 0.005
+    then = [0.01 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(2, 4)]  # 0.005, 0.0015: over 4 now
+    assert lrs == pytest.approx(first + then, abs=1e-9)

@@ -25,7 +25,8 @@ class TrainConfig:
     batch_size: int = opt(128, "images per batch and process (the global batch is batch-size x devices x num-nodes)")
     lr: float = opt(1e-3, "Adam learning rate")
     weight_decay: float = opt(0.0, "Adam weight decay")
-    schedule: str = opt("cosine", "learning-rate schedule: cosine decay to 0 over --epochs, or none (constant)",
+    schedule: str = opt("cosine", "learning-rate schedule: cosine decay to 0 over --epochs (resumed with more epochs: "
+                                  "over the new total), or none (constant)",
                         choices=("none", "cosine"))
     grad_clip: float = opt(0.0, "clip each optimizer's gradient norm to this value, 0: off")
     patience: int = opt(10, "early stopping on the validation loss after this many epochs without progress, 0: off")

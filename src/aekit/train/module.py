@@ -290,6 +290,11 @@ class LitAutoencoder(L.LightningModule):
         # Resumed mid-epoch, Lightning skips on_train_epoch_start (that epoch has started): its per-epoch state is
         # set here. Resumed at an epoch's end, on_train_epoch_start comes next and sets it afresh.
         self._step = None  # the optimizers of this fit
+        scheds = self.lr_schedulers()
+        for sched in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):  # the checkpoint's lr came from the saved
+                for g, base, f in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):  # session's
+                    g["lr"] = base * f(sched.last_epoch)  # --epochs: this session's schedule at this epoch
         self._sums = {k: v.to(self.device) for k, v in self._sums.items()}
         self._epoch_start = time.perf_counter() - self._resumed_seconds
         self.model.on_epoch_start(self.current_epoch, self.cfg.epochs)
@@ -343,5 +348,13 @@ class LitAutoencoder(L.LightningModule):
         self.optimizer_names = list(named)
         optimizers = list(named.values())
         if self.cfg.schedule == "cosine":
-            return optimizers, [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=self.cfg.epochs) for o in optimizers]
+            # cosine decay to 0 over this session's --epochs, in closed form (Loshchilov & Hutter 2017, no
+            # restarts): a run resumed with more epochs decays over the new total from where it stands, where
+            # CosineAnnealingLR would keep the saved T_max and climb back up after it
+            epochs = self.cfg.epochs
+
+            def cosine(epoch: int) -> float:
+                return 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
+
+            return optimizers, [torch.optim.lr_scheduler.LambdaLR(o, cosine) for o in optimizers]
         return optimizers
