@@ -31,7 +31,7 @@ class Output:
     (``mse``, ``elbo``, ``perplexity`` ...); the reconstruction in [0, 1] and the code used to make it.
 
     In a training step whose diagnostics nobody reads (:meth:`Trainable.wants_stats` False) a family may leave
-    ``stats`` empty and ``x_hat`` None: the engine reads them on every ``STATS_EVERY``-th batch only."""
+    ``stats`` empty and ``x_hat`` None: the engine asks for them on every ``STATS_EVERY``-th batch only."""
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
@@ -115,9 +115,9 @@ class Trainable(nn.Module):
 
     def wants_stats(self) -> bool:
         """Whether this forward pass computes its diagnostics: always in eval mode (evaluation, validation),
-        in training on the steps the engine reads them (``diagnose``). Families that skip them otherwise make
-        the per-step diagnostics cost nothing (issue 16: a sigmoid, an MSE and a few small ops per step were
-        ~11% of a 784-512-16 VAE step on a CPU thread)."""
+        in training on the steps the engine asks for them (``diagnose``). Families that skip them otherwise make
+        the per-step diagnostics cost nothing (issue 16; for ``vae``, a sigmoid, an MSE and the bound: ~1% of a
+        784-512-16 step on a CPU thread, more for the IWAE objective's extra decoder pass)."""
         return self.diagnose or not self.training
 
     def make_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
