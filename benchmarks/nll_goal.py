@@ -1,9 +1,10 @@
-"""The likelihood record: IWAE NLL of a one-stochastic-layer VAE on dynamically binarised MNIST, trained
-within a time budget, scored on the full test set.
+"""The likelihood record: IWAE NLL of a VAE (one stochastic layer, ``vae``) or a hierarchical VAE (``hvae``) on
+dynamically binarised MNIST, trained within a time budget, scored on the full test set.
 
 Burda et al. 2016 (table 1) report 86.76 nats for a one-stochastic-layer VAE (2x200 tanh, 50-d code) after
-3,280 epochs; issue 16's goal is <= 86.0 nats, IWAE-5000 on the full 10,000-image test set, after at most 30
-minutes of training on 2 CPU cores, with evaluation in <= 15 minutes. The recipe: a wider net, a 50-d code,
+3,280 epochs; issue 16's goals are <= 86.0 nats for one stochastic layer after at most 30 minutes of training,
+and <= 82.0 nats for ``hvae`` after at most 60 minutes (Ladder VAE 81.74, IWAE 2-layer 82.90), IWAE-5000 on the
+full 10,000-image test set, on 2 CPU cores, with evaluation in <= 15 minutes. The recipe: a wider net, a 50-d code,
 linear KL warm-up (Sønderby et al. 2016), a cosine learning-rate decay, and optionally the IWAE-k training
 objective. The epoch count is fitted to ``--minutes`` from three calibration epochs of the same trainer.
 
@@ -12,6 +13,13 @@ writes RUN/eval.json, so every figure in result.json is backed by the run folder
 
     python benchmarks/nll_goal.py --minutes 30 --threads 2 --out bench/nll-goal
     aekit evaluate bench/nll-goal/run --metrics elbo,nll --iwae-samples 5000 --binarize static
+
+and for the hierarchical model (--latent-dims: the layers under the top code; --val-fraction 0 trains on all
+60,000 training images and keeps the last epoch)
+
+    python benchmarks/nll_goal.py --model hvae --minutes 60 --hidden-dims 512,512 --activation gelu \
+        --latent-dim 32 --latent-dims 64 --ladder-width 256 --batch-norm --val-fraction 0 --threads 2 --out bench/hvae-goal
+    aekit evaluate bench/hvae-goal/run --metrics elbo,nll --iwae-samples 5000 --binarize static
 """
 
 from __future__ import annotations
@@ -42,10 +50,16 @@ def calibrate(build, data, cfg, data_options) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=("vae", "hvae"), default="vae")
     p.add_argument("--minutes", type=float, default=30.0, help="training budget")
     p.add_argument("--epochs", type=int, default=None, help="fixed epoch count (overrides --minutes)")
     p.add_argument("--hidden-dims", default="512,512")
-    p.add_argument("--latent-dim", type=int, default=50)
+    p.add_argument("--latent-dim", type=int, default=50, help="the code (for hvae: the top layer)")
+    p.add_argument("--latent-dims", default="64", help="hvae: the layers under the top one, bottom first")
+    p.add_argument("--ladder-width", type=int, default=256, help="hvae: width of the MLPs between the layers")
+    p.add_argument("--batch-norm", action="store_true")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the 60,000 training images held out for validation (0: train on all of them)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kl-warmup", type=int, default=None, help="warm-up epochs (default: 10%% of the epochs)")
@@ -71,13 +85,19 @@ def main(argv=None) -> int:
     from aekit.train import TrainConfig, train
 
     opts = {"data_dir": args.data_dir} if args.data_dir else {}
+    if args.val_fraction != 0.1:
+        opts["val_fraction"] = args.val_fraction
     data = load_data("mnist", **opts)
     hidden = tuple(int(h) for h in args.hidden_dims.split(","))
+    family = {}
+    if args.model == "hvae":
+        family = {"latent_dims": tuple(int(d) for d in args.latent_dims.split(",")), "ladder_width": args.ladder_width}
 
     def build(warmup: int):
         torch.manual_seed(0)
-        return build_model("vae", input_shape=data.shape, latent_dim=args.latent_dim, hidden_dims=hidden,
-                           activation=args.activation, iwae_k=args.iwae_k, kl_warmup=warmup)
+        return build_model(args.model, input_shape=data.shape, latent_dim=args.latent_dim, hidden_dims=hidden,
+                           activation=args.activation, iwae_k=args.iwae_k, kl_warmup=warmup,
+                           batch_norm=args.batch_norm, **family)
 
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, schedule="cosine", patience=0,
                       binarize="dynamic", progress=False)
@@ -106,7 +126,8 @@ def main(argv=None) -> int:
         # the cosine schedule done; on a machine that slows down, training stops at the budget instead
         limit = args.minutes - (calibration["fixed_seconds"] / 60 if calibration else 0.0)
         run = train(build(warmup), data, replace(cfg, epochs=epochs, max_minutes=limit), run_dir, data_options=data_options)
-        print(f"trained {epochs} epochs in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"trained {run.config['result']['epochs_completed']} of {epochs} epochs in {time.perf_counter() - t0:.0f} s",
+              flush=True)
     result = run.config["result"]
     print(f"training: {result['epochs_completed']} epochs, {result['wall_seconds_last_session']:.0f} s wall "
           f"({result['train_seconds']:.0f} s in epochs)", flush=True)
@@ -126,7 +147,8 @@ def main(argv=None) -> int:
         "train_command": "python benchmarks/nll_goal.py " + " ".join(argv_given(args)),
         "eval_command": "aekit " + " ".join(argv),
         "model": run.config["model"], "train": run.config["train"], "calibration": calibration,
-        "train_wall_seconds": result["wall_seconds_last_session"], "epochs": result["epochs_completed"],
+        "train_wall_seconds": result["wall_seconds_last_session"], "train_seconds": result["train_seconds"],
+        "epochs": result["epochs_completed"],
         "test_elbo": ev["elbo"], f"nll_iwae{args.eval_k}": ev["nll_iwae"], "nll_n": ev["nll_n"],
         "full_test_set": ev["nll_n"] == len(data.splits["test"]), "nll_seconds": ev["nll_seconds"],
         "eval_wall_seconds": eval_seconds, "threads": args.threads,
@@ -141,7 +163,7 @@ def main(argv=None) -> int:
 def argv_given(args) -> list[str]:
     """The flags this run was given, for the record (defaults left out)."""
     return [f"--{k.replace('_', '-')} {v}" if v is not True else f"--{k.replace('_', '-')}"
-            for k, v in vars(args).items() if v not in (None, False) and v != DEFAULTS.get(k)]
+            for k, v in vars(args).items() if v is not None and v is not False and v != DEFAULTS.get(k)]
 
 
 DEFAULTS: dict = {}

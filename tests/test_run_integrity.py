@@ -202,7 +202,7 @@ def test_on_nan_skip_counts_skipped_steps(run2, tmp_path, capsys):
     assert float(lines[1].split(",")[lines[0].split(",").index("skipped_steps")]) == 0.0
 
 
-def test_val_fraction_0_without_a_test_split_trains_and_says_there_is_no_test(tmp_path, capsys, data_dir):
+def test_val_fraction_0_without_a_test_split_trains_and_says_there_is_no_test(tmp_path, capsys, data_dir, recwarn):
     """digits has no test split of its own: --val-fraction 0 leaves it none, so the run finishes without test
     metrics and says so (it used to train, then fail with 'split test is empty' and exit 2; found by Hypothesis)."""
     code, out, err = cli(capsys, "train", "--model", "ae", "--dataset", "digits", "--epochs", "1", "--hidden-dims", "8",
@@ -211,3 +211,5 @@ def test_val_fraction_0_without_a_test_split_trains_and_says_there_is_no_test(tm
     assert code == 0, err
     assert (tmp_path / "run" / "model.safetensors").exists() and not (tmp_path / "run" / "eval.json").exists()
     assert "no test split" in err and f"run folder: {tmp_path / 'run'}" in out
+    # Lightning's "you defined a validation_step but have no val_dataloader" is no news after --val-fraction 0
+    assert not [w for w in recwarn if "val_dataloader" in str(w.message)], [str(w.message) for w in recwarn]

@@ -103,6 +103,30 @@ def test_training_lowers_the_loss_and_the_best_weights_are_exported(trained_run)
     assert evaluate(run.model, data, "val")["loss"] == pytest.approx(best["val_loss"], rel=1e-3)
 
 
+def test_without_a_validation_split_the_last_epoch_is_kept_and_nothing_stops_early(tmp_path, capsys, data_dir):
+    """--val-fraction 0: nothing is held out, so the run keeps the weights its last epoch ended with and
+    --patience does not apply. The training loss is no yardstick: under a KL warm-up it is lowest in the first
+    epoch (KL weight 0) and rises while the weight does, so picking and stopping on it kept epoch 1's weights
+    (an hvae trained 338 epochs on all of MNIST kept its epoch 3: 127.1 nats of IWAE NLL; its last, 82.9)."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "r"
+    # 20,000 images an epoch at lr 3e-3: the reconstruction has nearly converged when the KL weight climbs
+    code, _, err = run_cli(capsys, "train", "--model", "vae", "--dataset", "mnist", "--max-train-samples", "20000",
+                           "--val-fraction", "0", "--kl-warmup", "4", "--epochs", "5", "--patience", "1", "--lr", "3e-3",
+                           "--hidden-dims", "64", "--latent-dim", "16", "--no-progress", "--data-dir", data_dir, "--out", out)
+    assert code == 0, err
+    rows = read_metrics(out / "metrics.csv")
+    assert len(rows) == 5  # the train loss rises with the warm-up, and training went on
+    assert min(range(5), key=lambda i: rows[i]["train_loss"]) < 3  # the old yardstick picked it, and stopped
+    result = json.loads((out / "config.json").read_text())["result"]
+    assert result["best_epoch"] == 4 and "best_train_loss" not in result and result["stopped_by"] is None
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 4
+    kept = load_file(out / "model.safetensors")
+    assert all(torch.equal(kept[k.removeprefix("model.")], v) for k, v in last["state_dict"].items())
+
+
 def test_same_seed_gives_the_same_weights(tmp_path, capsys):
     for name in ("a", "b", "c"):
         seed = "1" if name == "c" else "0"

@@ -29,7 +29,8 @@ class TrainConfig:
                                   "over the new total), or none (constant)",
                         choices=("none", "cosine"))
     grad_clip: float = opt(0.0, "clip each optimizer's gradient norm to this value, 0: off")
-    patience: int = opt(10, "early stopping on the validation loss after this many epochs without progress, 0: off")
+    patience: int = opt(10, "early stopping on the validation loss after this many epochs without progress, 0: off; "
+                              "without a validation split (--val-fraction 0) none, and the last epoch is kept")
     max_minutes: float = opt(0.0, "time budget: no epoch starts that would end past M minutes of this session's "
                                   "training (judged by the last epoch's time), 0: no limit", metavar="M")
     seed: int = opt(0, "seed of the splits, initial weights and batches")

@@ -132,7 +132,7 @@ def train_stage(run_dir: str | Path, name: str | None = None, cfg: TrainConfig |
 
     quiet_lightning()
     has_val = "val" in parts
-    monitor = "val_loss" if has_val else "train_loss"
+    monitor = "val_loss" if has_val else None  # no validation split: the last epoch is kept (fit_and_keep_best)
     trainer_ref: dict[str, Any] = {}
 
     def context() -> tuple[int, int, int]:
