@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .runs import CONFIG, FORMAT_VERSION, METRICS, WEIGHTS, Run, read_config, read_metrics, save_weights, versions, write_csv, write_json
 
 
-def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str, n_batches: int, on_start=None, resume_command: str = ""):
+def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str | None, n_batches: int, on_start=None, resume_command: str = ""):
     from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     from .checkpoints import ResumePoints, RngState, StopOnSignal
