@@ -7,6 +7,8 @@ and <= 82.0 nats for ``hvae`` after at most 60 minutes (Ladder VAE 81.74, IWAE 2
 full 10,000-image test set, on 2 CPU cores, with evaluation in <= 15 minutes. The recipe: a wider net, a 50-d code,
 linear KL warm-up (Sønderby et al. 2016), a cosine learning-rate decay, and optionally the IWAE-k training
 objective. The epoch count is fitted to ``--minutes`` from three calibration epochs of the same trainer.
+``--iwae-k K --iwae-minutes M`` trains on the ELBO first and on the K-sample bound for the last M minutes
+(``iwae_after``, the model option): each objective is calibrated on its own, and one cosine schedule spans both.
 
 One training command and one evaluation command (the second is `aekit evaluate` itself, run in-process; it
 writes RUN/eval.json, so every figure in result.json is backed by the run folder's config.json and eval.json):
@@ -64,6 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--kl-warmup", type=int, default=None, help="warm-up epochs (default: 10%% of the epochs)")
     p.add_argument("--iwae-k", type=int, default=1, help="training objective samples (1: ELBO)")
+    p.add_argument("--iwae-minutes", type=float, default=None,
+                   help="with --iwae-k K > 1: the ELBO first, the K-sample bound for the last M minutes of the budget")
     p.add_argument("--activation", default="relu")
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--eval-n", type=int, default=None, help="score only the first N test images (default: all)")
@@ -93,10 +97,13 @@ def main(argv=None) -> int:
     if args.model == "hvae":
         family = {"latent_dims": tuple(int(d) for d in args.latent_dims.split(",")), "ladder_width": args.ladder_width}
 
-    def build(warmup: int):
+    if args.iwae_minutes is not None and (args.iwae_k < 2 or args.epochs is not None or not 0 < args.iwae_minutes < args.minutes):
+        p.error("--iwae-minutes needs --iwae-k > 1, --minutes (not --epochs) and 0 < M < --minutes")
+
+    def build(warmup: int, k: int = args.iwae_k, after: int = 0):
         torch.manual_seed(0)
         return build_model(args.model, input_shape=data.shape, latent_dim=args.latent_dim, hidden_dims=hidden,
-                           activation=args.activation, iwae_k=args.iwae_k, kl_warmup=warmup,
+                           activation=args.activation, iwae_k=k, iwae_after=after, kl_warmup=warmup,
                            batch_norm=args.batch_norm, **family)
 
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, schedule="cosine", patience=0,
@@ -111,21 +118,32 @@ def main(argv=None) -> int:
         run = load_run(run_dir)
         print(f"re-using {run_dir}", flush=True)
     else:
-        if args.epochs is None:
-            per_epoch, fixed = calibrate(build, data, cfg, data_options)
+        after = 0  # epochs on the ELBO before the --iwae-k bound (--iwae-minutes)
+        if args.iwae_minutes is not None:
+            per_elbo, fixed = calibrate(lambda w: build(w, k=1), data, cfg, data_options)
+            per_iwae, _ = calibrate(build, data, cfg, data_options)
             # 3 % margin: epoch times drift by a few per cent over half an hour on this machine
+            late = max(1, int(args.iwae_minutes * 60 / (per_iwae * 1.03)))
+            after = max(1, int(((args.minutes - args.iwae_minutes) * 60 - fixed) / (per_elbo * 1.03)))
+            epochs = after + late
+            calibration = {"seconds_per_epoch": per_elbo, "seconds_per_iwae_epoch": per_iwae, "fixed_seconds": fixed}
+            print(f"calibrated: ELBO {per_elbo:.2f} s/epoch, IWAE-{args.iwae_k} {per_iwae:.2f} s/epoch, {fixed:.0f} s "
+                  f"fixed -> {after} + {late} epochs in {args.minutes} min", flush=True)
+        elif args.epochs is None:
+            per_epoch, fixed = calibrate(build, data, cfg, data_options)
             epochs = max(1, int((args.minutes * 60 - fixed) / (per_epoch * 1.03)))
             calibration = {"seconds_per_epoch": per_epoch, "fixed_seconds": fixed}
             print(f"calibrated: {per_epoch:.2f} s/epoch + {fixed:.0f} s fixed -> {epochs} epochs in {args.minutes} min",
                   flush=True)
         else:
             epochs = args.epochs
-        warmup = args.kl_warmup if args.kl_warmup is not None else max(1, epochs // 10)
+        warmup = args.kl_warmup if args.kl_warmup is not None else max(1, (after or epochs) // 10)
         t0 = time.perf_counter()
         # the budget as a hard limit too (--max-minutes): the calibrated epoch count normally ends first, and with
         # the cosine schedule done; on a machine that slows down, training stops at the budget instead
         limit = args.minutes - (calibration["fixed_seconds"] / 60 if calibration else 0.0)
-        run = train(build(warmup), data, replace(cfg, epochs=epochs, max_minutes=limit), run_dir, data_options=data_options)
+        run = train(build(warmup, after=after), data, replace(cfg, epochs=epochs, max_minutes=limit), run_dir,
+                    data_options=data_options)
         print(f"trained {run.config['result']['epochs_completed']} of {epochs} epochs in {time.perf_counter() - t0:.0f} s",
               flush=True)
     result = run.config["result"]

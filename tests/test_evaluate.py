@@ -181,3 +181,38 @@ def test_evaluate_bad_inputs_exit_2_with_one_line(trained_run, capsys, argv, mes
     assert main(["evaluate", str(run), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["vae", "hvae"])
+def test_iwae_after_trains_on_the_elbo_first_and_always_validates_on_the_k_sample_bound(name):
+    from aekit import build_model
+
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((16, 1, 8, 8), 0.3))
+    m = build_model(name, input_shape=(1, 8, 8), latent_dim=3, hidden_dims=(32,), iwae_k=4, iwae_after=2)
+    m.train()
+    for epoch, objective in ((0, {"recon", "kl"}), (1, {"recon", "kl"}), (2, {"iwae"}), (5, {"iwae"})):
+        m.on_epoch_start(epoch, 10)
+        assert set(m(x).terms) == objective, epoch
+    m.on_epoch_start(0, 10)
+    m.eval()  # validation scores the k-sample bound in every epoch: one yardstick for the best checkpoint
+    assert set(m(x).terms) == {"iwae"}
+    for bad in ({"iwae_after": -1, "iwae_k": 4}, {"iwae_after": 3}):
+        with pytest.raises(ConfigError, match="iwae_after"):
+            build_model(name, **bad)
+
+
+def test_iwae_after_switches_the_objective_in_a_real_run(tmp_path, capsys):
+    """Through the CLI and Lightning: metrics.csv shows the ELBO's terms in the first epoch, the bound after."""
+    import csv
+
+    from data_helpers import cli
+
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "--model", "vae", "--dataset", "digits", "--epochs", "2", "--iwae-k", "3",
+                       "--iwae-after", "1", "--hidden-dims", "32", "--latent-dim", "2", "--no-progress", "--out", str(out))
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert rows[0]["train_loss_kl"] and not rows[0].get("train_loss_iwae")
+    assert rows[1]["train_loss_iwae"] and not rows[1].get("train_loss_kl")
+    assert rows[0]["val_loss"] and rows[1]["val_loss"]

@@ -145,6 +145,14 @@ def test_beta_tc_weights_scale_their_terms_and_unit_weights_give_the_elbo(digits
         assert out6.terms[key].item() == pytest.approx(w * out.terms[key].item(), rel=1e-4, abs=1e-6)
 
 
+def test_beta_tc_trains_on_one_draw_and_has_no_importance_weighted_options(digits):
+    with pytest.raises(ConfigError, match="iwae_k"):
+        build_model("beta-tc-vae", iwae_k=5, **SMALL)
+    model = build_model("beta-tc-vae", latent_dim=3, kl_warmup=2, **SMALL)
+    model.on_epoch_start(1, 4)  # the VAE's epoch hook: warm-up half way, the objective stays the decomposed ELBO
+    assert model.kl_weight == 0.5 and set(model(digits[0][:16]).terms) == {"recon", "mi", "tc", "dim_kl"}
+
+
 # --- vamp-vae ----------------------------------------------------------------------------------------------
 def brute_mixture(mu: torch.Tensor, logvar: torch.Tensor) -> MixtureSameFamily:
     k = len(mu)
@@ -160,6 +168,21 @@ def test_mixture_log_density_matches_torch_distributions():
     want = brute_mixture(mu, logvar).log_prob(z)
     assert torch.allclose(mixture_log_density(z, mu, logvar), want, atol=1e-5)
     assert torch.allclose(mixture_log_density(z, mu, logvar, max_elements=7), want, atol=1e-5)  # chunked
+
+
+def test_mixture_log_density_keeps_its_precision_at_a_vamp_priors_size():
+    """K = 500 components of 32 dimensions with variances spread over e^-7..e^1, codes near and far from them:
+    the expanded quadratic form (one matrix product) agrees with torch.distributions in float64 to 1e-3 nats."""
+    from aekit.models.vamp import mixture_log_density
+
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(500, 32, generator=g), 2 * torch.randn(500, 32, generator=g) - 3
+    near = mu[torch.randint(500, (2000,), generator=g)] + 0.05 * torch.randn(2000, 32, generator=g)
+    far = 1.5 * torch.randn(2000, 32, generator=g)
+    for z in (near, far):
+        want = brute_mixture(mu.double(), logvar.double()).log_prob(z.double())
+        got = mixture_log_density(z, mu, logvar)
+        assert got.dtype == torch.float32 and (got.double() - want).abs().max() < 1e-3
 
 
 def test_vamp_prior_is_the_normalised_mixture_of_its_pseudo_input_posteriors():

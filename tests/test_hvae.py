@@ -16,7 +16,7 @@ import torch
 from data_helpers import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.distributions import Bernoulli, Normal
+from torch.distributions import Bernoulli, Categorical, Independent, MixtureSameFamily, Normal
 
 from aekit.errors import ConfigError
 from aekit.models.hvae import HVAEConfig
@@ -26,6 +26,12 @@ SMALL = {"input_shape": (1, 8, 8), "hidden_dims": (32,), "ladder_width": 16, "la
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def mixture(mu: torch.Tensor, logvar: torch.Tensor) -> MixtureSameFamily:
+    """The equal-weight Gaussian mixture over components (K, D), by torch.distributions."""
+    return MixtureSameFamily(Categorical(torch.ones(len(mu), dtype=mu.dtype)),
+                             Independent(Normal(mu, torch.exp(0.5 * logvar)), 1))
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +54,10 @@ def mnist_run(tmp_path_factory, data_dir):
     return out
 
 
-def test_importance_weights_are_the_joint_over_the_posterior_for_a_fixed_draw():
+@pytest.mark.parametrize("prior", ["standard", "vamp"])
+def test_importance_weights_are_the_joint_over_the_posterior_for_a_fixed_draw(prior):
     torch.manual_seed(0)
-    model = build_model("hvae", latent_dims=(5, 3), **SMALL).double().eval()  # three layers: 5, 3, top 2
+    model = build_model("hvae", latent_dims=(5, 3), prior=prior, pseudo_inputs=4, **SMALL).double().eval()  # 5, 3, top 2
     x = torch.rand(4, 1, 8, 8, dtype=torch.float64).bernoulli()
     k = 3
     got = model.log_importance_weights(x, k, generator=torch.Generator().manual_seed(7))  # (k, B)
@@ -62,7 +69,11 @@ def test_importance_weights_are_the_joint_over_the_posterior_for_a_fixed_draw():
         mu, lv = est[-1]
         q = Normal(mu, torch.exp(0.5 * lv))
         z = q.loc + torch.randn((k, *mu.shape), generator=g, dtype=mu.dtype) * q.scale  # (k, B, 2)
-        log_w = Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
+        if prior == "vamp":  # p(z_3) = 1/K sum_k q(z_3 | u_k): the top posteriors at the pseudo-inputs
+            top = mixture(*model.bottom_up(model.pseudo_inputs())[-1]).log_prob(z)
+        else:
+            top = Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_w = top - q.log_prob(z).sum(-1)
         for layer in (1, 0):
             mu_p, lv_p = model.prior(layer, z)
             var_hat, var_p = est[layer][1].exp(), lv_p.exp()
@@ -195,3 +206,49 @@ def test_the_iwae_k_objective_is_the_importance_weighted_bound_over_joint_draws(
     model.train()
     model(x).loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# --- --prior vamp: a VampPrior on the top layer (Tomczak & Welling 2018) ------------------------------------
+def test_vamp_top_prior_is_the_mixture_of_top_posteriors_at_the_pseudo_inputs():
+    torch.manual_seed(3)
+    model = build_model("hvae", latent_dims=(5,), prior="vamp", pseudo_inputs=3, **SMALL).double().eval()
+    plain = build_model("hvae", latent_dims=(5,), **SMALL)
+    assert model.skip_reason("learned_inputs") is None and plain.skip_reason("learned_inputs") is not None
+    assert model.learned_inputs().shape == (3, 1, 8, 8) and 0 <= model.learned_inputs().min()
+    with pytest.raises(ConfigError):
+        plain.learned_inputs()
+    with torch.no_grad():
+        mu, logvar = model.bottom_up(model.pseudo_inputs())[-1]  # (K, 2) each
+        axis = torch.linspace(-10, 10, 401, dtype=torch.float64)
+        grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).view(-1, 2)
+        log_p = model.log_prior(grid)
+        torch.testing.assert_close(log_p, mixture(mu, logvar).log_prob(grid), rtol=0, atol=1e-6)
+        assert log_p.exp().sum().item() * (20 / 400) ** 2 == pytest.approx(1.0, abs=1e-3)  # a density
+        draws = model.sample_prior(20000, generator=torch.Generator().manual_seed(1))
+        var = (logvar.exp() + mu.pow(2)).mean(0) - mu.mean(0).pow(2)  # the mixture's variance per dimension
+        assert torch.allclose(draws.mean(0), mu.mean(0), atol=0.05) and torch.allclose(draws.var(0), var, rtol=0.05)
+
+
+def test_vamp_top_prior_trains_its_pseudo_inputs_and_the_top_kl_is_the_sampled_estimate():
+    torch.manual_seed(4)
+    model = build_model("hvae", latent_dims=(5,), prior="vamp", pseudo_inputs=4, batch_norm=True, **SMALL)
+    x = torch.rand(6, 1, 8, 8).bernoulli()
+    out = model(x)
+    out.loss.backward()
+    assert model.pseudo.grad is not None and model.pseudo.grad.abs().sum() > 0  # the prior learns
+    # the estimate log q(z|x) - log p(z) can be negative for one draw; the closed-form lower KL cannot
+    assert out.stats["kl_1"] > 0 and math.isfinite(out.stats["kl_2"].item())
+    assert out.stats["elbo"].item() == pytest.approx(-(out.terms["recon"] + out.stats["kl_nats"]).item(), rel=1e-5)
+    # batch norm saw images and pseudo-inputs in one batch: in eval mode the separate pass gives the same components
+    model.eval()
+    with torch.no_grad():
+        _, together = model.bottom_up_with_prior(x)
+        torch.testing.assert_close(together, model.components())
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(-50, 0) | st.just(None), st.text(max_size=8).filter(lambda p: p not in ("standard", "vamp")))
+def test_bad_vamp_options_are_one_line_config_errors(k, prior):
+    with pytest.raises(ConfigError) as info:
+        HVAEConfig(pseudo_inputs=k, prior="vamp") if k is not None else HVAEConfig(prior=prior)
+    assert info.value.param == ("pseudo_inputs" if k is not None else "prior") and "\n" not in str(info.value)

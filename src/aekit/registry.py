@@ -1,7 +1,9 @@
 """The model registry: one decorator fills it, everything else looks models up by name here.
 
 A registered name is a model class plus preset config values (``beta-vae`` is ``VAE`` with ``beta=4``), so a
-variant is never a copy of a class.
+variant is never a copy of a class, and optionally the training defaults the family is measured with
+(``train={"epochs": 40}``): ``aekit train`` starts from them, flags and config files override them, and
+:meth:`aekit.TrainConfig.for_model` gives them to Python users.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Entry:
     cls: type
     description: str
     presets: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields that differ for this family
 
     def config(self, **overrides: Any):
         """The preset config with ``overrides`` applied; unknown fields are a ConfigError."""
@@ -32,11 +35,11 @@ class Entry:
 MODELS: dict[str, Entry] = {}
 
 
-def register(name: str, description: str, **presets: Any) -> Callable[[type], type]:
+def register(name: str, description: str, *, train: dict[str, Any] | None = None, **presets: Any) -> Callable[[type], type]:
     def deco(cls: type) -> type:
         if name in MODELS:
             raise RuntimeError(f"model {name!r} registered twice")
-        MODELS[name] = Entry(name, cls, description, presets)
+        MODELS[name] = Entry(name, cls, description, presets, dict(train or {}))
         return cls
 
     return deco

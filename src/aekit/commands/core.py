@@ -177,7 +177,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             cap = proportional_val_cap(data_opts.get("max_train_samples"), data_opts.get("val_fraction", 0.1))
             if cap is not None:
                 data_opts["max_val_samples"] = cap
-        train_opts = {k: opts[k] for k in train_fields() if k in opts}
+        from ..registry import get as entry_of
+
+        # the family's measured training defaults (registry train=...), then the config file's and the flags'
+        train_opts = {**entry_of(opts["model"]).train, **{k: opts[k] for k in train_fields() if k in opts}}
     cfg = TrainConfig.from_dict(train_opts)
     cfg.check_machine()
     out = Path(opts["out"]) if "out" in opts else _default_out(opts["model"], opts["dataset"])
@@ -239,12 +242,14 @@ def _finish(run, data) -> dict:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..registry import list_models
+    from ..registry import MODELS, list_models
 
     models = list_models()
     width = max(map(len, models))
     for name, desc in models.items():
-        print(f"{name:<{width}}  {desc}")
+        own = MODELS[name].train  # the family's measured training defaults, where they differ
+        flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in own.items())
+        print(f"{name:<{width}}  {desc}" + (f" [trains with {flags} unless told]" if own else ""))
     return 0
 
 

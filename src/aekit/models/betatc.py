@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -43,6 +44,10 @@ class BetaTCVAEConfig(BodyConfig):
     tc_weight: float = opt(6.0, "beta of beta-TC-VAE: weight of the total correlation of the code dimensions")
     dim_kl_weight: float = opt(1.0, "gamma of beta-TC-VAE: weight of the dimension-wise KL to the prior")
     kl_warmup: int = opt(0, "epochs of linear KL warm-up, 0: off", metavar="EPOCHS")
+    # its objective is the decomposed ELBO, one draw per image: the VAE's importance-weighted options are fixed
+    # here (class constants, not options: --iwae-k is refused as unknown for beta-tc-vae)
+    iwae_k: ClassVar[int] = 1
+    iwae_after: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -29,6 +29,14 @@ reconstruction uses a sample of every layer; ``sample`` draws ancestrally from p
 
 With ``--arch conv`` the conv body computes d_1 and decodes z_1; the layers above are dense (stochastic layers
 are flat vectors, as in the paper's MNIST models).
+
+``--prior vamp`` replaces p(z_L) = N(0, I) with a VampPrior (Tomczak & Welling 2018, whose two-layer model puts
+it on the top layer as here): the mixture of the top posteriors q(z_L | u_k) at ``--pseudo-inputs`` K learned
+images u_k, p(z_L) = 1/K sum_k q(z_L | u_k). The top KL then has no closed form and is the one-sample estimate
+log q(z_L | x) - log p(z_L) at the drawn z_L; ``sample`` draws a component first; the IWAE bound uses the
+mixture's log-density (:func:`aekit.models.vamp.mixture_log_density`, the same as ``vamp-vae``'s). The
+pseudo-inputs go through the bottom-up pass in the same batch as the images, so batch normalisation's batch and
+running statistics are those of one population whichever pass asks; every step costs K extra bottom-up inputs.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..options import opt
@@ -46,6 +55,7 @@ from ..registry import register
 from .base import Autoencoder, Output
 from .blocks import build_body, mlp
 from .vae import LOG_2PI, VAE, VAEConfig
+from .vamp import mixture_log_density
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ class HVAEConfig(VAEConfig):
                                        "the image) first; the top layer is the code, --latent-dim", metavar="64,32")
     ladder_width: int = opt(256, "hvae: width of the deterministic MLPs between stochastic layers (bottom-up d_l and "
                                  "top-down prior nets, two layers each)", metavar="N")
+    prior: str = opt("standard", "hvae: prior of the top code: standard N(0, I), or vamp, a VampPrior over "
+                                 "--pseudo-inputs learned images (Tomczak & Welling 2018)", choices=("standard", "vamp"))
+    pseudo_inputs: int = opt(500, "K learned pseudo-inputs of the VampPrior (vamp-vae; hvae with --prior vamp)", metavar="K")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,6 +78,10 @@ class HVAEConfig(VAEConfig):
                               param="latent_dims")
         if self.ladder_width < 1:
             raise ConfigError(f"ladder_width must be >= 1, got {self.ladder_width}", param="ladder_width")
+        if self.prior not in ("standard", "vamp"):
+            raise ConfigError(f"prior must be standard or vamp, got {self.prior!r}", param="prior")
+        if self.pseudo_inputs < 1:
+            raise ConfigError(f"pseudo_inputs must be >= 1, got {self.pseudo_inputs}", param="pseudo_inputs")
 
 
 def kl_normal(mu_q: torch.Tensor, lv_q: torch.Tensor, mu_p: torch.Tensor, lv_p: torch.Tensor) -> torch.Tensor:
@@ -116,6 +133,47 @@ class HVAE(VAE):
             nn.Sequential(mlp([dims[l + 1], width, width], config, last_plain=False), nn.Linear(width, 2 * dims[l]))
             for l in range(len(dims) - 1))
         self.kl_weight = 1.0  # the VAE's warm-up schedule (on_epoch_start) moves it
+        self.pseudo = None  # the VampPrior's pseudo-inputs, with --prior vamp
+        if config.prior == "vamp":  # started at N(0.05, 0.01) per pixel, as vamp-vae (the paper's code)
+            self.pseudo = nn.Parameter(0.05 + 0.01 * torch.randn(config.pseudo_inputs, *config.input_shape))  # (K, C, H, W)
+            self.capabilities = dataclasses.replace(type(self).capabilities, learned_inputs=True)  # this instance's
+
+    # --- the VampPrior of the top layer (--prior vamp) ---------------------------------------------------------
+    def pseudo_inputs(self) -> torch.Tensor:
+        return F.hardtanh(self.pseudo, 0.0, 1.0)  # (K, C, H, W) in the pixel range
+
+    def learned_inputs(self) -> torch.Tensor:
+        """The K pseudo-inputs u_k, (K, C, H, W) in [0, 1], with ``--prior vamp``."""
+        if self.pseudo is None:
+            return super().learned_inputs()  # the ConfigError naming the reason
+        return self.pseudo_inputs().detach()
+
+    def bottom_up_with_prior(self, x: torch.Tensor):
+        """The bottom-up estimates of x, and the top prior's mixture components (mean, log-variance), (K, D_L)
+        each, or None for N(0, I). One pass over [x; u]: batch norm sees images and pseudo-inputs together."""
+        if self.pseudo is None:
+            return self.bottom_up(x), None
+        b = len(x)
+        both = self.bottom_up(torch.cat([x, self.pseudo_inputs().to(x.dtype)]))  # [(B + K, D_l)] bottom first
+        return [(mu[:b], lv[:b]) for mu, lv in both], (both[-1][0][b:], both[-1][1][b:])
+
+    def components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VampPrior's mixture: q(z_L | u_k)'s means and log-variances, (K, D_L) each (for sampling and
+        densities, in eval mode: in training mode batch norm would count the pseudo-inputs alone)."""
+        return self.bottom_up(self.pseudo_inputs())[-1]
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:  # (..., D_L) -> (...)
+        if self.pseudo is None:
+            return super().log_prior(z)
+        return mixture_log_density(z, *self.components())
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.pseudo is None:
+            return super().sample_prior(n, generator)
+        mu, logvar = self.components()  # (K, D_L)
+        k = torch.randint(len(mu), (n,), generator=generator, device=mu.device)  # (n,) components, uniform
+        eps = torch.randn(n, mu.shape[1], generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu[k] + eps * torch.exp(0.5 * logvar[k])  # (n, D_L)
 
     # --- the two passes ------------------------------------------------------------------------------------
     def bottom_up(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -135,9 +193,10 @@ class HVAE(VAE):
         mu, lv = self.prior_nets[l](flat).view(*z_above.shape[:-1], -1).chunk(2, dim=-1)  # (..., D_l) each
         return mu, _clamp(lv)
 
-    def top_down(self, estimates, k: int = 1, generator: torch.Generator | None = None):
+    def top_down(self, estimates, k: int = 1, generator: torch.Generator | None = None, components=None):
         """k joint draws from q(z_1..L | x) through the top-down pass. Returns z_1 (k, B, D_1), the per-layer
-        closed-form KLs [(k, B)] bottom first, and log p(z) - log q(z | x) at the draws (k, B)."""
+        KLs [(k, B)] bottom first (closed form given the layer above; the top one a one-sample estimate under a
+        VampPrior's ``components``), and log p(z) - log q(z | x) at the draws (k, B)."""
         mu, lv = estimates[-1]  # the top: q(z_L | x) is the bottom-up estimate alone
         mu, lv = mu.expand(k, *mu.shape), lv.expand(k, *lv.shape)  # (k, B, D_L)
         zeros = torch.zeros_like(mu)  # p(z_L) = N(0, I)
@@ -151,8 +210,14 @@ class HVAE(VAE):
                 mu_p, lv_p = zeros, zeros
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + eps * torch.exp(0.5 * lv)  # (k, B, D_l)
-            kls.append(kl_normal(mu, lv, mu_p, lv_p))
-            log_ratio = log_ratio + log_normal(z, mu_p, lv_p) + 0.5 * (LOG_2PI + lv + eps.pow(2)).sum(-1)
+            neg_log_q = 0.5 * (LOG_2PI + lv + eps.pow(2)).sum(-1)  # -log q(z_l | .) at the draw, (k, B)
+            if l == len(self.dims) - 1 and components is not None:  # the top under a VampPrior: no closed form
+                log_p = mixture_log_density(z, *components)  # (k, B)
+                kls.append(-neg_log_q - log_p)
+            else:
+                log_p = log_normal(z, mu_p, lv_p)
+                kls.append(kl_normal(mu, lv, mu_p, lv_p))
+            log_ratio = log_ratio + log_p + neg_log_q
         return z, kls[::-1], log_ratio
 
     # --- the contract --------------------------------------------------------------------------------------
@@ -167,10 +232,10 @@ class HVAE(VAE):
         return self.body.decoder(z)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Output:
-        if self.config.iwae_k > 1:
+        if self.objective_k() > 1:
             return self._forward_iwae(x, y)
-        estimates = self.bottom_up(self.corrupt(x))
-        z1, kls, _ = self.top_down(estimates)  # z1 (1, B, D_1)
+        estimates, components = self.bottom_up_with_prior(self.corrupt(x))
+        z1, kls, _ = self.top_down(estimates, components=components)  # z1 (1, B, D_1)
         logits = self.body.decoder(z1[0])  # (B, C, H, W)
         diagnose = self.wants_stats()
         x_hat = torch.sigmoid(logits) if diagnose else None  # once: the Output's reconstruction and the mse stat
@@ -186,7 +251,8 @@ class HVAE(VAE):
         return Output(loss=terms["recon"] + terms["kl"], terms=terms, x_hat=x_hat, z=estimates[-1][0], stats=stats)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ancestral draws: z_L ~ N(0, I), then z_l ~ p(z_l | z_{l+1}) down to p(x | z_1)'s mean."""
+        """Ancestral draws: z_L ~ p(z_L) (N(0, I), or under a VampPrior a component, then a draw from it), then
+        z_l ~ p(z_l | z_{l+1}) down to p(x | z_1)'s mean."""
         z = self.sample_prior(n, generator)  # (n, D_L)
         for l in reversed(range(len(self.dims) - 1)):
             mu, lv = self.prior(l, z)
@@ -198,8 +264,8 @@ class HVAE(VAE):
         """(log p(x | z_1), log p(z_1..L) - log q(z_1..L | x)) for k joint draws, each (k, B); also the top
         posterior (mu, logvar), the per-layer KLs and the logits of the draws (k*B, C, H, W)."""
         target = x if target is None else target
-        estimates = self.bottom_up(x)
-        z1, kls, log_ratio = self.top_down(estimates, k, generator)  # (k, B, D_1)
+        estimates, components = self.bottom_up_with_prior(x)
+        z1, kls, log_ratio = self.top_down(estimates, k, generator, components)  # (k, B, D_1)
         logits = self.body.decoder(z1.flatten(0, 1))  # (k*B, C, H, W)
         log_px_z = self.log_likelihood(logits.reshape(k, *target.shape), target)  # (k, B)
         return log_px_z, log_ratio, estimates[-1], kls, logits

@@ -15,7 +15,10 @@ Two options serve the likelihood benchmark (both off by default):
   Sønderby et al. 2016), which keeps latent units from collapsing early. Evaluation always uses the full weight,
   so the validation loss (best checkpoint, early stopping) stays the honest bound.
 - ``iwae_k``: train on the importance-weighted bound with k samples instead of the ELBO (Burda et al. 2016);
-  k = 1 is the ELBO. Costs k decoder passes per image.
+  k = 1 is the ELBO. Costs k decoder passes per image. ``iwae_after``: train on the ELBO for that many epochs
+  first and switch to the k-sample bound after (the cheap ELBO epochs do most of the learning; the bound's k
+  draws tighten the model where it scores); validation always scores the k-sample bound, so the best epoch is
+  chosen on one yardstick.
 
 Families that change the prior (``vamp-vae``), the KL term (``beta-tc-vae``) or condition on labels (``cvae``)
 subclass :class:`VAE` and override :meth:`VAE.log_prior`, :meth:`VAE.kl`, :meth:`VAE.sample_prior`, or
@@ -43,6 +46,8 @@ class VAEConfig(BodyConfig):
     beta: float = opt(1.0, "weight of the KL term (beta-VAE: 4)")
     kl_warmup: int = opt(0, "epochs of linear KL warm-up, 0: off", metavar="EPOCHS")
     iwae_k: int = opt(1, "importance samples of the training objective (1: the ELBO; K > 1: the IWAE bound)", metavar="K")
+    iwae_after: int = opt(0, "epochs trained on the ELBO before the --iwae-k bound takes over, 0: the bound from the "
+                             "first epoch", metavar="EPOCHS")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +57,10 @@ class VAEConfig(BodyConfig):
             raise ConfigError(f"kl_warmup must be >= 0 epochs, got {self.kl_warmup}", param="kl_warmup")
         if self.iwae_k < 1:
             raise ConfigError(f"iwae_k must be >= 1, got {self.iwae_k}", param="iwae_k")
+        if self.iwae_after < 0:
+            raise ConfigError(f"iwae_after must be >= 0 epochs, got {self.iwae_after}", param="iwae_after")
+        if self.iwae_after > 0 and self.iwae_k == 1:
+            raise ConfigError("iwae_after switches to the --iwae-k bound: it needs iwae_k > 1", param=("iwae_after", "iwae_k"))
         if self.iwae_k > 1 and self.loss != "bce":
             raise ConfigError("iwae_k > 1 needs loss=bce (a Bernoulli likelihood)", param=("iwae_k", "loss"))
 
@@ -63,9 +72,10 @@ class VAEConfig(BodyConfig):
 @register("beta-vae", "VAE with beta=4 on the KL term (Higgins et al. 2017)", beta=4.0, hidden_dims=(512,))
 @register("conv-vae", "variational autoencoder with the conv body", arch="conv", activation="leaky_relu")
 # the dense VAE's defaults: 1024-512 GELU (with TrainConfig's cosine schedule) reached a test -ELBO of 100 nats on
-# grey-level MNIST in 9 epochs and 96.2 after 20, where 512 ReLU levelled off at 104 (docs/benchmarks.md, "Time to
-# quality against pythae"; benchmarks/defaults_search.py)
-@register("vae", "variational autoencoder, dense (Kingma & Welling 2014)", hidden_dims=(1024, 512), activation="gelu")
+# grey-level MNIST in 9 epochs and 96.2 after 20, where 512 ReLU levelled off at 104; over 40 epochs it reaches 95
+# (docs/benchmarks.md, "Time to quality against pythae"; benchmarks/defaults_search.py), so it trains 40 by default
+@register("vae", "variational autoencoder, dense (Kingma & Welling 2014)", hidden_dims=(1024, 512), activation="gelu",
+          train={"epochs": 40})
 class VAE(Autoencoder):
     Config = VAEConfig
     tiny_options = {"filters": (8, 16), "kernel_sizes": (3, 3), "strides": (2, 2), "hidden_dims": (32,)}
@@ -80,6 +90,14 @@ class VAE(Autoencoder):
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
         w = self.config.kl_warmup
         self.kl_weight = min(1.0, epoch / w) if w > 0 else 1.0
+        self.elbo_phase = epoch < self.config.iwae_after
+
+    elbo_phase = False  # training on the ELBO before --iwae-after's switch (set per epoch by on_epoch_start)
+
+    def objective_k(self) -> int:
+        """Importance samples of the objective this forward pass computes: in training, 1 (the ELBO) during the
+        first ``iwae_after`` epochs, then ``iwae_k``; in evaluation always ``iwae_k``."""
+        return 1 if self.training and self.elbo_phase else self.config.iwae_k
 
     def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_stats(self.body.features(x)).chunk(2, dim=1)  # (B, D) each
@@ -96,7 +114,7 @@ class VAE(Autoencoder):
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # z = mu + sigma * eps
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Output:
-        if self.config.iwae_k > 1:
+        if self.objective_k() > 1:
             return self._forward_iwae(x, y)
         mu, logvar = self.posterior(self.corrupt(x), y)
         z = self.reparameterize(mu, logvar)  # sampled in eval too: the loss stays an honest ELBO estimate

@@ -27,12 +27,12 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from ..options import opt
 from ..registry import register
-from .vae import VAE, VAEConfig, log_normal
+from .vae import LOG_2PI, VAE, VAEConfig, log_normal
 
 
 @dataclass(frozen=True)
 class VampVAEConfig(VAEConfig):
-    pseudo_inputs: int = opt(500, "K learned pseudo-inputs of the VampPrior (vamp-vae)", metavar="K")
+    pseudo_inputs: int = opt(500, "K learned pseudo-inputs of the VampPrior (vamp-vae; hvae with --prior vamp)", metavar="K")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -42,13 +42,22 @@ class VampVAEConfig(VAEConfig):
 
 def mixture_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, max_elements: int = 2**24) -> torch.Tensor:
     """log (1/K sum_k N(z; mu_k, diag exp(logvar_k))) for codes (..., D) and K components (K, D) -> (...).
-    Chunked over the codes so memory stays at ``max_elements`` floats (an IWAE-5000 evaluation passes millions)."""
+
+    The quadratic form is expanded, sum_d (z_d - mu_kd)^2 / s_kd = (z^2) (1/s)^T - 2 z (mu/s)^T + sum_d mu_kd^2 /
+    s_kd, so every component's log-density is one matrix product [z^2, z, 1] W^T and no (N, K, D) tensor is
+    made: an IWAE-5000 evaluation passes millions of codes, and the broadcast form cost more than the decoder.
+    The product runs in float64: its terms are of size z^2/s and cancel, which in float32 cost up to 0.01 nats
+    (measured against torch.distributions, K=500, D=32). Chunked over the codes so the (n, K) log-densities
+    stay at ``max_elements`` numbers."""
     shape, (k, d) = z.shape[:-1], mu.shape
-    flat = z.reshape(-1, d)  # (N, D)
-    step = max(1, max_elements // (k * d))
-    parts = [torch.logsumexp(log_normal(c.unsqueeze(1), mu, logvar).sum(-1), dim=1)  # (n, K) -> (n,)
-             for c in flat.split(step)]
-    return (torch.cat(parts) if parts else flat.new_zeros(0)).view(shape) - math.log(k)
+    flat, mu, logvar = z.reshape(-1, d).double(), mu.double(), logvar.double()  # (N, D), (K, D), (K, D)
+    prec = torch.exp(-logvar)  # (K, D): 1 / s
+    const = -0.5 * (d * LOG_2PI + logvar.sum(-1) + (mu.pow(2) * prec).sum(-1))  # (K,)
+    weights = torch.cat([-0.5 * prec, mu * prec, const[:, None]], dim=1)  # (K, 2D + 1)
+    step = max(1, max_elements // k)
+    parts = [torch.logsumexp((torch.cat([c.pow(2), c, c.new_ones(len(c), 1)], dim=1) @ weights.T).to(z.dtype), dim=1)
+             for c in flat.split(step)]  # (n, K) -> (n,)
+    return (torch.cat(parts) if parts else z.new_zeros(0)).view(shape) - math.log(k)
 
 
 @register("vamp-vae", "VAE with a VampPrior: a mixture of posteriors at 500 learned pseudo-inputs "

@@ -21,7 +21,7 @@ LOGGERS = {"csv": None, "tensorboard": (("tensorboard",), "tensorboard"), "mlflo
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = opt(20, "training epochs")
+    epochs: int = opt(20, "training epochs (a family may default to its own count: `aekit models` lists it)")
     batch_size: int = opt(128, "images per batch and process (the global batch is batch-size x devices x num-nodes)")
     lr: float = opt(1e-3, "Adam learning rate")
     weight_decay: float = opt(0.0, "Adam weight decay")
@@ -55,6 +55,15 @@ class TrainConfig:
     logger: str = opt("csv", "where the epoch metrics also go; RUN/metrics.csv is always written. tensorboard: "
                              "RUN/tensorboard (extra aekit[tensorboard]); mlflow: a local MLflow store in RUN/mlruns, "
                              "no server (extra aekit[mlflow])", choices=tuple(LOGGERS))
+
+    @classmethod
+    def for_model(cls, model, **overrides: Any) -> "TrainConfig":
+        """The training defaults of a family (a registered name or a built model): the dataclass defaults with the
+        family's own measured ones (``register(..., train=...)``; ``vae``: 40 epochs) and then ``overrides``
+        applied. ``aekit train`` starts from the same."""
+        from ..registry import get
+
+        return cls.from_dict({**get(model if isinstance(model, str) else model.name).train, **overrides})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "devices", "num_nodes"):

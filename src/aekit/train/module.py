@@ -170,10 +170,12 @@ class LitAutoencoder(L.LightningModule):
 
     def _reset(self, split: str) -> None:
         for key in (split, split + STATS):
-            if key.endswith(STATS) and key in self._sums:  # the names stay (every epoch reports them)
-                self._sums[key] = torch.zeros_like(self._sums[key])
-            else:
+            if key.endswith(STATS):  # the diagnostics' names stay (every epoch reports them)
+                if key in self._sums:
+                    self._sums[key] = torch.zeros_like(self._sums[key])
+            else:  # the terms: named again by the epoch's first step (--iwae-after changes them between epochs)
                 self._sums.pop(key, None)
+                self._keys.pop(key, None)
             self._counts[key] = 0
 
     def _optimizers(self) -> list:
