@@ -9,6 +9,10 @@ linear KL warm-up (Sønderby et al. 2016), a cosine learning-rate decay, and opt
 objective. The epoch count is fitted to ``--minutes`` from three calibration epochs of the same trainer.
 ``--iwae-k K --iwae-minutes M`` trains on the ELBO first and on the K-sample bound for the last M minutes
 (``iwae_after``, the model option): each objective is calibrated on its own, and one cosine schedule spans both.
+With ``--iwae-restart`` the bound's minutes are a second training instead: the ELBO run (``OUT/elbo``, its own
+cosine schedule to zero) is continued from its weights on the K-sample bound (``OUT/run``) with a fresh cosine
+from ``--iwae-lr`` (``benchmarks/iwae_finetune.py`` measured this fine-tune first); result.json adds both
+trainings' epochs and wall times and keeps the ELBO run's options and result under ``elbo_run``.
 
 One training command and one evaluation command (the second is `aekit evaluate` itself, run in-process; it
 writes RUN/eval.json, so every figure in result.json is backed by the run folder's config.json and eval.json):
@@ -68,6 +72,10 @@ def main(argv=None) -> int:
     p.add_argument("--iwae-k", type=int, default=1, help="training objective samples (1: ELBO)")
     p.add_argument("--iwae-minutes", type=float, default=None,
                    help="with --iwae-k K > 1: the ELBO first, the K-sample bound for the last M minutes of the budget")
+    p.add_argument("--iwae-restart", action="store_true",
+                   help="with --iwae-minutes: the bound's minutes are a second training from the ELBO run's weights "
+                        "(OUT/elbo) with a fresh cosine from --iwae-lr, not the tail of one schedule")
+    p.add_argument("--iwae-lr", type=float, default=3e-4, help="--iwae-restart: the second training's learning rate")
     p.add_argument("--activation", default="relu")
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--eval-n", type=int, default=None, help="score only the first N test images (default: all)")
@@ -99,6 +107,8 @@ def main(argv=None) -> int:
 
     if args.iwae_minutes is not None and (args.iwae_k < 2 or args.epochs is not None or not 0 < args.iwae_minutes < args.minutes):
         p.error("--iwae-minutes needs --iwae-k > 1, --minutes (not --epochs) and 0 < M < --minutes")
+    if args.iwae_restart and args.iwae_minutes is None:
+        p.error("--iwae-restart needs --iwae-minutes")
 
     def build(warmup: int, k: int = args.iwae_k, after: int = 0):
         torch.manual_seed(0)
@@ -119,7 +129,9 @@ def main(argv=None) -> int:
         print(f"re-using {run_dir}", flush=True)
     else:
         after = 0  # epochs on the ELBO before the --iwae-k bound (--iwae-minutes)
-        if args.iwae_minutes is not None:
+        if args.iwae_restart:
+            run, calibration = two_trainings(args, build, data, cfg, data_options, out)
+        elif args.iwae_minutes is not None:
             per_elbo, fixed = calibrate(lambda w: build(w, k=1), data, cfg, data_options)
             per_iwae, _ = calibrate(build, data, cfg, data_options)
             # 3 % margin: epoch times drift by a few per cent over half an hour on this machine
@@ -137,16 +149,24 @@ def main(argv=None) -> int:
                   flush=True)
         else:
             epochs = args.epochs
-        warmup = args.kl_warmup if args.kl_warmup is not None else max(1, (after or epochs) // 10)
-        t0 = time.perf_counter()
-        # the budget as a hard limit too (--max-minutes): the calibrated epoch count normally ends first, and with
-        # the cosine schedule done; on a machine that slows down, training stops at the budget instead
-        limit = args.minutes - (calibration["fixed_seconds"] / 60 if calibration else 0.0)
-        run = train(build(warmup, after=after), data, replace(cfg, epochs=epochs, max_minutes=limit), run_dir,
-                    data_options=data_options)
-        print(f"trained {run.config['result']['epochs_completed']} of {epochs} epochs in {time.perf_counter() - t0:.0f} s",
-              flush=True)
-    result = run.config["result"]
+        if not args.iwae_restart:
+            warmup = args.kl_warmup if args.kl_warmup is not None else max(1, (after or epochs) // 10)
+            t0 = time.perf_counter()
+            # the budget as a hard limit too (--max-minutes): the calibrated epoch count normally ends first, and
+            # with the cosine schedule done; on a machine that slows down, training stops at the budget instead
+            limit = args.minutes - (calibration["fixed_seconds"] / 60 if calibration else 0.0)
+            run = train(build(warmup, after=after), data, replace(cfg, epochs=epochs, max_minutes=limit), run_dir,
+                        data_options=data_options)
+            print(f"trained {run.config['result']['epochs_completed']} of {epochs} epochs in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+    result = dict(run.config["result"])
+    first = out / "elbo" / "config.json"
+    if args.iwae_restart and first.exists():  # the two trainings' times and epochs together
+        elbo = json.loads(first.read_text())["result"]
+        result.update({key: elbo[key] + result[key] for key in ("epochs_completed", "wall_seconds_last_session",
+                                                                "train_seconds")})
+        print(f"the ELBO training: {elbo['epochs_completed']} epochs, {elbo['wall_seconds_last_session']:.0f} s "
+              f"wall (OUT/elbo); the bound's: {run.config['result']['epochs_completed']} epochs", flush=True)
     print(f"training: {result['epochs_completed']} epochs, {result['wall_seconds_last_session']:.0f} s wall "
           f"({result['train_seconds']:.0f} s in epochs)", flush=True)
     if args.train_only:
@@ -165,17 +185,61 @@ def main(argv=None) -> int:
         "train_command": "python benchmarks/nll_goal.py " + " ".join(argv_given(args)),
         "eval_command": "aekit " + " ".join(argv),
         "model": run.config["model"], "train": run.config["train"], "calibration": calibration,
-        "train_wall_seconds": result["wall_seconds_last_session"], "train_seconds": result["train_seconds"],
+        "train_wall_seconds": result["wall_seconds_last_session"], "train_seconds": result["train_seconds"],  # both
         "epochs": result["epochs_completed"],
         "test_elbo": ev["elbo"], f"nll_iwae{args.eval_k}": ev["nll_iwae"], "nll_n": ev["nll_n"],
         "full_test_set": ev["nll_n"] == len(data.splits["test"]), "nll_seconds": ev["nll_seconds"],
         "eval_wall_seconds": eval_seconds, "threads": args.threads,
     }
+    if first.exists():  # --iwae-restart: the ELBO training's own options and result (OUT/elbo/config.json)
+        elbo = json.loads(first.read_text())
+        record["elbo_run"] = {"train": elbo["train"], "result": elbo["result"]}
     from aekit.train.runs import write_json
 
     write_json(out / "result.json", record)
     print(json.dumps({k: v for k, v in record.items() if k not in ("model", "train")}, indent=2))
     return 0
+
+
+def two_trainings(args, build, data, cfg, data_options, out: Path):
+    """--iwae-restart: the ELBO for the budget less --iwae-minutes into OUT/elbo (its own cosine schedule), then
+    a second training from its weights on the --iwae-k bound into OUT/run, a fresh cosine from --iwae-lr and no
+    warm-up, as benchmarks/iwae_finetune.py measured it. Each objective is calibrated on its own; the budget
+    holds both trainings (each one's --max-minutes too). Returns the second run and the calibration."""
+    from aekit import build_model
+    from aekit.train import load_run, train
+
+    per_elbo, fixed = calibrate(lambda w: build(w, k=1), data, cfg, data_options)
+    per_iwae, _ = calibrate(build, data, cfg, data_options)
+    first_minutes = args.minutes - args.iwae_minutes
+    # 3 % margin: epoch times drift by a few per cent over half an hour on this machine
+    first = max(1, int((first_minutes * 60 - fixed) / (per_elbo * 1.03)))
+    second = max(1, int((args.iwae_minutes * 60 - fixed) / (per_iwae * 1.03)))
+    calibration = {"seconds_per_epoch": per_elbo, "seconds_per_iwae_epoch": per_iwae, "fixed_seconds": fixed,
+                   "elbo_epochs": first, "iwae_epochs": second}
+    print(f"calibrated: ELBO {per_elbo:.2f} s/epoch, IWAE-{args.iwae_k} {per_iwae:.2f} s/epoch, {fixed:.0f} s fixed "
+          f"-> {first} ELBO epochs in {first_minutes} min, then {second} on the bound in {args.iwae_minutes} min",
+          flush=True)
+    t0 = time.perf_counter()
+    elbo_dir = out / "elbo"
+    if (elbo_dir / "model.safetensors").exists():
+        elbo = load_run(elbo_dir)
+        print(f"re-using {elbo_dir}", flush=True)
+    else:
+        warmup = args.kl_warmup if args.kl_warmup is not None else max(1, first // 10)
+        elbo = train(build(warmup, k=1), data, replace(cfg, epochs=first, max_minutes=first_minutes - fixed / 60),
+                     elbo_dir, data_options=data_options)
+    spent = time.perf_counter() - t0
+    print(f"ELBO: {elbo.config['result']['epochs_completed']} of {first} epochs in {spent:.0f} s", flush=True)
+    model = build_model(elbo.model.name, config=replace(elbo.model.config, iwae_k=args.iwae_k, iwae_after=0,
+                                                        kl_warmup=0))
+    model.load_state_dict(elbo.model.state_dict())
+    run = train(model, data, replace(cfg, epochs=second, lr=args.iwae_lr,
+                                     max_minutes=args.iwae_minutes - fixed / 60),
+                out / "run", data_options=data_options)
+    print(f"IWAE-{args.iwae_k}: {run.config['result']['epochs_completed']} of {second} epochs in "
+          f"{time.perf_counter() - t0 - spent:.0f} s", flush=True)
+    return run, calibration
 
 
 def argv_given(args) -> list[str]:
