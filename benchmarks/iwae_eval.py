@@ -15,6 +15,8 @@ seeded draws, one after the other in one process.
 - ``bf16``: the same under ``torch.autocast("cpu", bfloat16)``: the decoder's matmuls in bf16, the likelihood in
   fp32. Its NLL is compared with fp32's on the same draws (issue 16: bf16 only where within 0.05 nats).
 - ``chunk=N``: fp32 with chunks of N logits (to pick ``IWAE_CHUNK_ELEMENTS``).
+- ``raw``: fp32 on the raw weights of a run trained with ``--weight-ema``: the run's model is the moving
+  average, and ``checkpoints/last.ckpt`` keeps the weights the optimizer left (``current_model_state``).
 
 Prints seconds per image, the projected time for the 10,000-image test set, and the NLL of each arm.
 """
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=5000, help="importance samples (default 5000)")
     p.add_argument("--n", type=int, default=200, help="first N test images (default 200)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--arms", default="old,fp32,bf16", help="comma list: old, fp32, bf16, chunk=N")
+    p.add_argument("--arms", default="old,fp32,bf16", help="comma list: old, fp32, bf16, chunk=N, raw")
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -99,7 +101,17 @@ def main(argv=None) -> int:
     images = (torch.rand(images.shape, generator=gb) < to_float(images)).float()[: args.n]
     rows = {}
     for arm in args.arms.split(","):
-        nll, secs = score(arm, model, images, args.k, seed=0)
+        if arm == "raw":  # the optimizer's own weights, beside the moving average the run kept
+            import copy
+            from pathlib import Path
+
+            state = torch.load(Path(args.run) / "checkpoints" / "last.ckpt", map_location="cpu",
+                               weights_only=True)["current_model_state"]
+            raw = copy.deepcopy(model)
+            raw.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+            nll, secs = score("fp32", raw.eval(), images, args.k, seed=0)
+        else:
+            nll, secs = score(arm, model, images, args.k, seed=0)
         rows[arm] = {"nll": nll, "seconds": secs, "s_per_image": secs / len(images),
                      "projected_10k_min": secs / len(images) * 10_000 / 60}
         print(f"{arm:>14}: NLL {nll:.4f}  {secs:.1f} s  {secs / len(images):.4f} s/image  "

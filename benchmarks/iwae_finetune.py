@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=8.0, help="training time cap")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--weight-ema", type=float, default=0.0, help="the engine's --weight-ema (0: off)")
     args = p.parse_args(argv)
 
     import torch
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     model.load_state_dict(old.state_dict())
     data = aekit.load_data("mnist", val_fraction=0.0)
     cfg = aekit.TrainConfig(epochs=args.epochs, lr=args.lr, binarize="dynamic", max_minutes=args.minutes, patience=0,
-                            progress=False)
+                            progress=False, weight_ema=args.weight_ema)
     aekit.fit(model, data, cfg, args.out, data_options={"spec": "mnist", "val_fraction": 0.0})
     return 0
 

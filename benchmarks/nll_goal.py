@@ -76,6 +76,8 @@ def main(argv=None) -> int:
                    help="with --iwae-minutes: the bound's minutes are a second training from the ELBO run's weights "
                         "(OUT/elbo) with a fresh cosine from --iwae-lr, not the tail of one schedule")
     p.add_argument("--iwae-lr", type=float, default=3e-4, help="--iwae-restart: the second training's learning rate")
+    p.add_argument("--weight-ema", type=float, default=0.0,
+                   help="the engine's --weight-ema: both trainings keep the moving average of their weights (0: off)")
     p.add_argument("--activation", default="relu")
     p.add_argument("--eval-k", type=int, default=5000)
     p.add_argument("--eval-n", type=int, default=None, help="score only the first N test images (default: all)")
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
                            batch_norm=args.batch_norm, **family)
 
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, schedule="cosine", patience=0,
-                      binarize="dynamic", progress=False)
+                      binarize="dynamic", progress=False, weight_ema=args.weight_ema)
     data_options = {"spec": "mnist", **opts}
     out = Path(args.out)
     run_dir = out / "run"

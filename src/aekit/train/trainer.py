@@ -85,6 +85,10 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str | None, n_batches: 
     # Lightning runs Checkpoint callbacks last, in this order: best.ckpt is decided, then last.ckpt is written
     # (recording the new best) and best.ckpt linked to it
     cbs = [EpochCSV(), RngState(), StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"), ckpt, points]
+    if cfg.weight_ema:
+        from .checkpoints import ema_callback
+
+        cbs.append(ema_callback(cfg.weight_ema))
     if cfg.patience and monitor is not None:
         cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
     if cfg.max_minutes:
