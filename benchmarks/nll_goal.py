@@ -12,7 +12,9 @@ objective. The epoch count is fitted to ``--minutes`` from three calibration epo
 With ``--iwae-restart`` the bound's minutes are a second training instead: the ELBO run (``OUT/elbo``, its own
 cosine schedule to zero) is continued from its weights on the K-sample bound (``OUT/run``) with a fresh cosine
 from ``--iwae-lr`` (``benchmarks/iwae_finetune.py`` measured this fine-tune first); result.json adds both
-trainings' epochs and wall times and keeps the ELBO run's options and result under ``elbo_run``.
+trainings' epochs and wall times and keeps the ELBO run's options and result under ``elbo_run``. From the CLI the
+second training is ``aekit train --init-from OUT/elbo --iwae-k K --kl-warmup 0 --lr 3e-4 --epochs N
+--val-fraction 0 --binarize dynamic --max-minutes M --out OUT/run`` (this script calibrates N and M for you).
 
 One training command and one evaluation command (the second is `aekit evaluate` itself, run in-process; it
 writes RUN/eval.json, so every figure in result.json is backed by the run folder's config.json and eval.json):

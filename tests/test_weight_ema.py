@@ -72,6 +72,16 @@ def test_resume_continues_the_average_and_the_raw_weights_exactly(tmp_path, caps
     assert [r["val_loss"] for r in b] == pytest.approx([r["val_loss"] for r in a], rel=1e-5)
 
 
+def test_resumed_without_it_training_continues_from_the_optimizers_weights(tmp_path, capsys):
+    train(capsys, tmp_path / "plain", "--epochs", "3")
+    train(capsys, tmp_path / "r", "--epochs", "2", "--weight-ema", "0.9")
+    assert main(["train", "--out", str(tmp_path / "r"), "--resume", "--epochs", "3", "--weight-ema", "0",
+                 "--no-progress"]) == 0
+    plain, resumed = checkpoint(tmp_path / "plain")["state_dict"], checkpoint(tmp_path / "r")["state_dict"]
+    for k, v in plain.items():  # the average never steers training: without it the raw weights are these
+        torch.testing.assert_close(resumed[k], v, rtol=1e-5, atol=1e-6)
+
+
 def test_a_decay_of_1_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     # every field's generated values: tests/test_options.py; this is the flag's own message
     code = main(["train", *COMMON, "--epochs", "1", "--weight-ema", "1", "--out", str(tmp_path / "r")])

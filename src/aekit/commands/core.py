@@ -13,7 +13,7 @@ from . import _common as c
 
 ORDER = 0
 
-OTHER_KEYS = ("model", "dataset", "out", "resume")
+OTHER_KEYS = ("model", "dataset", "out", "resume", "init_from")
 DEMO_EPOCHS = 15  # `make demo`: see cmd_demo
 
 
@@ -87,6 +87,10 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     add_flags(p.add_argument_group("training"), [TrainConfig])
     p.add_argument("--out", default=S, help="run folder (default runs/MODEL-DATASET)")
     p.add_argument("--resume", action="store_true", default=S, help="continue OUT from checkpoints/last.ckpt")
+    p.add_argument("--init-from", default=S, metavar="RUN",
+                   help="start from a finished run's weights: a new run (fresh training options and schedule) of the "
+                        "same model, its options unless flags change them (not the layer sizes), on its data unless "
+                        "--dataset is given; e.g. fine-tune an ELBO-trained vae on --iwae-k 20 with a lower --lr")
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -114,7 +118,7 @@ def _merged_options(args: argparse.Namespace) -> dict[str, Any]:
             if isinstance(opts.get(key), str):
                 opts[key] = c.int_list(opts[key].replace("x", ","))
     opts.update(given)
-    for key, kind in (("model", str), ("dataset", str), ("out", str), ("resume", bool)):
+    for key, kind in (("model", str), ("dataset", str), ("out", str), ("resume", bool), ("init_from", str)):
         if key in opts and not isinstance(opts[key], kind):
             raise ConfigError(f"{key} must be a {kind.__name__}, got {opts[key]!r}", param=key)
     return opts
@@ -133,6 +137,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..train import TrainConfig
     from ..train.runs import read_config
 
+    init = None  # --init-from: the source run's folder, its record and its weights' sha256
+    if opts.get("resume") and "init_from" in opts:
+        raise ConfigError("--init-from starts a new run and --resume continues one; give one of them", param="init_from")
     if opts.get("resume"):
         if "out" not in opts:
             raise ConfigError("--resume needs --out RUN (the run folder to continue)")
@@ -165,10 +172,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         if changed:
             print(f"resuming with changed training options: {', '.join(changed)}")
     else:
-        if "model" not in opts or "dataset" not in opts:
+        if "init_from" in opts:
+            init = _init_source(opts)
+            opts.setdefault("model", init["config"]["model"]["name"])
+        if "model" not in opts or ("dataset" not in opts and init is None):
             raise ConfigError("train needs --model and --dataset (or a --config file that names them)")
         model_spec = None
-        data_opts = {"spec": opts["dataset"], **{k: opts[k] for k in c.DATA_KEYS if k in opts}, "seed": opts.get("seed", 0)}
+        if "dataset" not in opts:  # --init-from: the source run's data, its splits too (its val stays held out)
+            from ..data import recorded_options
+
+            old_data = init["config"]["data"]
+            data_opts = {"spec": old_data["spec"], **recorded_options(old_data), **{k: opts[k] for k in c.DATA_KEYS if k in opts}}
+            opts["dataset"] = old_data["spec"]
+        else:
+            data_opts = {"spec": opts["dataset"], **{k: opts[k] for k in c.DATA_KEYS if k in opts}, "seed": opts.get("seed", 0)}
         if data_opts.get("max_val_samples") is None:
             # a train cap caps val in proportion, so a small run does not spend a third of each epoch validating;
             # resolved here and recorded in config.json, so the run reloads the same val (old runs: no key, all of val)
@@ -205,7 +222,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.manual_seed(cfg.seed)  # same seed -> same initial weights
-        model = build_model(opts["model"], input_shape=tuple(data.shape), **overrides)
+        if init is not None:  # the source's options under the flags given, then its weights
+            source = init["config"]["model"]
+            kept = {k: v for k, v in get(source["name"]).cls.Config.from_dict(source["config"]).__dict__.items()
+                    if k != "input_shape"}
+            model = build_model(opts["model"], config=get(opts["model"]).cls.Config.from_dict(
+                {**kept, **{k: opts[k] for k in model_fields() if k in opts}, "input_shape": tuple(data.shape)}))
+            _load_init_weights(model, init)
+        else:
+            model = build_model(opts["model"], input_shape=tuple(data.shape), **overrides)
     from ..train.trainer import _launched_rank
 
     say = print if _launched_rank() == 0 else (lambda *a, **k: None)  # a DDP child re-runs this command: rank 0 speaks
@@ -216,11 +241,63 @@ def cmd_train(args: argparse.Namespace) -> int:
             "(--max-val-samples N to choose)")
     from ..train import train
 
-    run = train(model, data, cfg, out, resume=bool(opts.get("resume")), data_options=data_opts)
+    if opts.get("resume") and (recorded := read_config(out).get("init_from")) and not _has_checkpoint(out):
+        # killed before its first checkpoint: it starts over, and from the same weights as the first time
+        _load_init_weights(model, _init_source({"init_from": recorded["run"]}, recorded.get("sha256")))
+        init = {"record": recorded}
+    run = train(model, data, cfg, out, resume=bool(opts.get("resume")), data_options=data_opts,
+                init_from=init["record"] if init is not None else None)
     if run is None:  # a non-zero DDP rank
         return 0
     _finish(run, data)
     return 0
+
+
+def _init_source(opts: dict[str, Any], sha256: str | None = None) -> dict[str, Any]:
+    """--init-from RUN: the finished run's record and weights file, checked before anything is written. With
+    ``sha256`` (a resumed run's record) the weights must still be the ones it started from."""
+    import hashlib
+
+    from ..train.runs import CONFIG, WEIGHTS, read_config
+
+    src = Path(opts["init_from"])
+    try:
+        config = read_config(src)
+    except RunError as exc:  # a missing or damaged folder: the flag that named it
+        raise ConfigError(f"--init-from: {exc}", param="init_from") from None
+    weights = src / WEIGHTS
+    if not weights.exists():
+        raise ConfigError(f"{src} has no {WEIGHTS}: --init-from needs a finished run (resume it first)", param="init_from")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise ConfigError(f"{weights} changed since this run started from it (sha256 {digest[:12]} against "
+                          f"{sha256[:12]} in {CONFIG}); train the run again", param="init_from")
+    if "model" in opts and opts["model"] != config["model"]["name"]:
+        raise ConfigError(f"{src} is a {config['model']['name']!r} run; --init-from keeps its model: leave out "
+                          f"--model or give {config['model']['name']}", param="model")
+    record = {"run": str(src.absolute()), "sha256": digest, "model": config["model"]["name"],
+              "epochs": (config.get("result") or {}).get("epochs_completed")}
+    return {"config": config, "weights": weights, "record": record}
+
+
+def _has_checkpoint(out: Path) -> bool:
+    from ..train.checkpoints import PREVIOUS
+
+    last = out / "checkpoints" / "last.ckpt"
+    return last.exists() or last.with_name(PREVIOUS).exists()
+
+
+def _load_init_weights(model, init: dict[str, Any]) -> None:
+    from ..train.runs import load_weights
+
+    try:
+        load_weights(model, init["weights"])
+    except RunError as exc:
+        if "does not fit" not in str(exc):  # damaged or not finite: load_weights' own line says which
+            raise ConfigError(f"--init-from: {exc}", param="init_from") from None
+        raise ConfigError(f"--init-from {init['record']['run']}: its weights do not fit the options given "
+                          f"({' '.join(str(exc).split(': ', 1)[-1].split())[:240]}); leave out the options that "
+                          "change layer sizes", param="init_from") from None
 
 
 def _finish(run, data) -> dict:

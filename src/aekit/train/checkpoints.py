@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, WeightAveraging
 
 from ..errors import RunError, Stopped
 from ..fileio import atomic_path, remove_stale_temps
@@ -327,30 +327,27 @@ class TimeLimit(Callback):
             self.stopped_epoch = trainer.current_epoch
 
 
-def ema_callback(decay: float):
-    """``--weight-ema``: Lightning's weight-averaging callback keeping an exponential moving average of the weights (and
-    of batch norm's running statistics). Validation, every checkpoint's ``state_dict`` and so the run's model are
-    the average; the raw weights travel in the checkpoint for resuming (Lightning's ``WeightAveraging``).
+
+class WeightEMA(WeightAveraging):
+    """``--weight-ema``: Lightning's weight-averaging callback keeping an exponential moving average of the weights
+    (and of batch norm's running statistics). Validation, every checkpoint's ``state_dict`` and so the run's model
+    are the average; the raw weights travel in the checkpoint for resuming (Lightning's ``WeightAveraging``).
 
     The average is updated once per Lightning step, which here is a group of batches (loader.Grouped): it moves by
     ``1 - decay**n`` for the ``n`` optimizer steps since its last update, so ``decay`` means the same per step
     whatever the grouping. Integer buffers (batch norm's step counts) are copied, not averaged."""
-    from lightning.pytorch.callbacks import WeightAveraging
 
-    class EMA(WeightAveraging):
-        def __init__(self) -> None:
-            super().__init__(multi_avg_fn=self._move)
-            self.decay, self.steps = decay, 1
+    def __init__(self, decay: float) -> None:
+        super().__init__(multi_avg_fn=self._move)
+        self.decay, self.steps = decay, 1
 
-        @torch.no_grad()
-        def _move(self, averaged: list, current: list, _n) -> None:
-            if torch.is_floating_point(averaged[0]):
-                torch._foreach_lerp_(averaged, current, 1.0 - self.decay ** self.steps)
-            else:
-                torch._foreach_copy_(averaged, current)
+    @torch.no_grad()
+    def _move(self, averaged: list, current: list, _n) -> None:
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - self.decay ** self.steps)
+        else:
+            torch._foreach_copy_(averaged, current)
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            self.steps = max(1, trainer.global_step - self._latest_update_step)
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    return EMA()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps = max(1, trainer.global_step - self._latest_update_step)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

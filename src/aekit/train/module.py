@@ -259,6 +259,13 @@ class LitAutoencoder(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "current_model_state" in checkpoint:  # saved under --weight-ema: state_dict holds the average
+            from lightning.pytorch.callbacks import WeightAveraging
+
+            if not any(isinstance(cb, WeightAveraging) for cb in self.trainer.callbacks):
+                # resumed without it: training continues from the optimizer's own weights (with it, the callback
+                # restores both; this hook runs before the weights load)
+                checkpoint["state_dict"] = checkpoint["current_model_state"]
         state = checkpoint.get("aekit_epoch")
         if state is None:  # a checkpoint from before mid-epoch resuming: it was saved at an epoch's end
             return

@@ -86,9 +86,9 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str | None, n_batches: 
     # (recording the new best) and best.ckpt linked to it
     cbs = [EpochCSV(), RngState(), StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"), ckpt, points]
     if cfg.weight_ema:
-        from .checkpoints import ema_callback
+        from .checkpoints import WeightEMA
 
-        cbs.append(ema_callback(cfg.weight_ema))
+        cbs.append(WeightEMA(cfg.weight_ema))
     if cfg.patience and monitor is not None:
         cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
     if cfg.max_minutes:
@@ -180,6 +180,9 @@ def quiet_lightning() -> None:
     # callback state is left unread on purpose (the last epoch is kept, fit_and_keep_best)
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*"
                                               r"RelocatableCheckpoint\{'monitor': 'train_loss'.*")
+    # a run saved under --weight-ema and resumed without it: LitAutoencoder.on_load_checkpoint continues from the
+    # optimizer's own weights
+    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*WeightEMA.*")
 
 
 def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
@@ -316,12 +319,14 @@ def fit_and_keep_best(trainer, lit, train_loader, val_loader, ckpt_path, ckpt, o
     }
 
 
-def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = False, data_options: dict[str, Any] | None = None) -> Run:
+def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = False, data_options: dict[str, Any] | None = None,
+          init_from: dict[str, Any] | None = None) -> Run:
     """Train ``model`` on ``data`` and write the run folder ``out``; returns the loaded best run.
 
     ``data_options`` are the loader options (spec, val_fraction, ...) recorded so ``Run.data()`` can reload
     the same splits. With ``resume``, training continues from ``out/checkpoints/last.ckpt`` up to
-    ``cfg.epochs`` epochs in all.
+    ``cfg.epochs`` epochs in all. ``init_from`` records where the model's starting weights came from
+    (``aekit train --init-from``: the source run, its weights' sha256) in config.json.
     """
     from .loader import BatchLoader
     from .module import LitAutoencoder
@@ -378,9 +383,12 @@ def train(model, data, cfg: TrainConfig, out: str | Path, *, resume: bool = Fals
                  "class_names": list(data.class_names), "sizes": {k: int(len(v)) for k, v in data.splits.items()}},
         "train": {**cfg.to_dict(), "optimizers": layout, "precision_used": trainer.precision},  # precision: as asked
         "status": "running",
+        **({"init_from": init_from} if init_from is not None else {}),
     }
     if resume:
         old = read_config(out)
+        if "init_from" in old:
+            record["init_from"] = old["init_from"]
         if old["model"] != json.loads(json.dumps(record["model"])):
             raise RunError(f"{out} holds a {old['model']['name']!r} run with another config; resume it with the same model options")
         old_layout = old.get("train", {}).get("optimizers", ["model"])
