@@ -91,7 +91,8 @@ def test_resumed_before_its_first_checkpoint_it_starts_from_the_same_weights(sou
     (["--hidden-dims", "16"], ["weights do not fit", "size mismatch", "layer sizes"]),
     (["--model", "vae"], ["is a 'hvae' run", "leave out --model"]),
     (["--resume"], ["--init-from starts a new run"]),
-], ids=["layer-size", "other-model", "with-resume"])
+    (["--image-size", "16"], ["was trained on 1x8x8 images", "this data is 1x16x16"]),
+], ids=["layer-size", "other-model", "with-resume", "image-shape"])
 def test_what_cannot_start_from_the_run_is_one_line_exit_2_and_writes_nothing(source, argv, words, tmp_path, capsys):
     code, err = cli(capsys, "train", "--init-from", source, *argv, "--epochs", "1", "--out", tmp_path / "x")
     lines = [line for line in err.splitlines() if line.strip()]

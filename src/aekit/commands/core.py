@@ -224,6 +224,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.manual_seed(cfg.seed)  # same seed -> same initial weights
         if init is not None:  # the source's options under the flags given, then its weights
             source = init["config"]["model"]
+            was = tuple(source["config"].get("input_shape") or ())
+            if was != tuple(data.shape):
+                raise ConfigError(f"--init-from {init['record']['run']} was trained on {'x'.join(map(str, was))} "
+                                  f"images and this data is {'x'.join(map(str, data.shape))}: give data of its shape "
+                                  "(or leave out --dataset and the image options)", param="init_from")
             kept = {k: v for k, v in get(source["name"]).cls.Config.from_dict(source["config"]).__dict__.items()
                     if k != "input_shape"}
             model = build_model(opts["model"], config=get(opts["model"]).cls.Config.from_dict(
