@@ -105,8 +105,10 @@ def main(argv=None) -> int:
             import copy
             from pathlib import Path
 
-            state = torch.load(Path(args.run) / "checkpoints" / "last.ckpt", map_location="cpu",
-                               weights_only=True)["current_model_state"]
+            ck = torch.load(Path(args.run) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+            if "current_model_state" not in ck:
+                p.error(f"--arms raw: {args.run} was not trained with --weight-ema (last.ckpt holds one set of weights)")
+            state = ck["current_model_state"]  # last.ckpt's: the run's model when it has no validation split
             raw = copy.deepcopy(model)
             raw.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
             nll, secs = score("fp32", raw.eval(), images, args.k, seed=0)

@@ -24,7 +24,7 @@ def cli(capsys, *argv) -> tuple[int, str]:
 def source(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("init") / "src"
     assert main(["train", "--model", "hvae", *BASE, "--hidden-dims", "32", "--latent-dim", "2", "--latent-dims", "4",
-                 "--ladder-width", "16", "--epochs", "2", "--out", str(out)]) == 0
+                 "--ladder-width", "16", "--epochs", "2", "--seed", "7", "--out", str(out)]) == 0
     return out
 
 
@@ -47,6 +47,7 @@ def test_a_new_run_starts_from_the_weights_and_keeps_the_model_options(source, t
     for key in ("hidden_dims", "latent_dim", "latent_dims", "ladder_width", "batch_norm"):
         assert cfg["model"]["config"][key] == old["model"]["config"][key], key  # ... the rest are the source's
     assert cfg["data"]["spec"] == "digits" and cfg["data"]["sizes"] == old["data"]["sizes"]  # its data and splits
+    assert cfg["data"]["seed"] == old["data"]["seed"] == 7 and cfg["train"]["seed"] == 0  # its split's seed
     assert cfg["train"]["lr"] == 1e-12 and cfg["train"]["epochs"] == 1  # fresh training options
     assert cfg["init_from"]["run"] == str(source.absolute()) and cfg["init_from"]["epochs"] == 2
     import hashlib
@@ -59,7 +60,7 @@ def test_a_new_run_starts_from_the_weights_and_keeps_the_model_options(source, t
     # and without --init-from the same options start elsewhere (the check above could not pass by chance)
     code, err = cli(capsys, "train", "--model", "hvae", *BASE, "--hidden-dims", "32", "--latent-dim", "2",
                     "--latent-dims", "4", "--ladder-width", "16", "--iwae-k", "5", "--lr", "1e-12", "--epochs", "1",
-                    "--out", tmp_path / "fresh")
+                    "--seed", "7", "--out", tmp_path / "fresh")
     assert code == 0, err
     fresh = params(tmp_path / "fresh", model)
     assert any((fresh[k] - want[k]).abs().max() > 1e-3 for k in want)
@@ -110,3 +111,10 @@ def test_a_folder_that_is_not_a_finished_run_is_refused(source, tmp_path, capsys
     (unfinished / "config.json").write_text((source / "config.json").read_text())
     code, err = cli(capsys, "train", "--init-from", unfinished, "--out", tmp_path / "x")
     assert code == 2 and "needs a finished run" in err and not (tmp_path / "x").exists()
+    staged = tmp_path / "staged"  # a finished run with a trained second stage (vq-vae's prior) is refused
+    staged.mkdir()
+    (staged / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes())
+    record = json.loads((source / "config.json").read_text())
+    (staged / "config.json").write_text(json.dumps({**record, "stages": {"prior": {"status": "finished"}}}))
+    code, err = cli(capsys, "train", "--init-from", staged, "--out", tmp_path / "x")
+    assert code == 2 and "second stage (prior)" in err and not (tmp_path / "x").exists()

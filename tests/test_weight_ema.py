@@ -82,6 +82,29 @@ def test_resumed_without_it_training_continues_from_the_optimizers_weights(tmp_p
         torch.testing.assert_close(resumed[k], v, rtol=1e-5, atol=1e-6)
 
 
+def test_the_decay_is_per_batch_whatever_the_batch_groups(tmp_path, capsys):
+    # --checkpoint-every 1 trains batch by batch (groups of 1) on the same trajectory as the default groups of 8
+    train(capsys, tmp_path / "one", "--epochs", "3", "--weight-ema", "0.9", "--checkpoint-every", "1")
+    train(capsys, tmp_path / "eight", "--epochs", "3", "--weight-ema", "0.9")
+    one, eight = checkpoint(tmp_path / "one"), checkpoint(tmp_path / "eight")
+    keys = [k for k in one["state_dict"] if k.endswith("weight")]
+    for k in keys:
+        torch.testing.assert_close(eight["current_model_state"][k], one["current_model_state"][k], rtol=1e-5, atol=1e-6)
+    lag = sum(float((one["state_dict"][k] - one["current_model_state"][k]).norm()) for k in keys)  # exact per-step EMA
+    apart = sum(float((eight["state_dict"][k] - one["state_dict"][k]).norm()) for k in keys)
+    # a group's 8 batches move the average as 8 steps would (were it moved once per group with 0.9, it would sit
+    # nearer the raw weights: a lag ~8x smaller, and `apart` close to `lag`)
+    assert apart < 0.35 * lag, (apart, lag)
+
+
+def test_precision_64_averages_in_float64(tmp_path, capsys):
+    train(capsys, tmp_path / "r", "--epochs", "2", "--weight-ema", "0.9", "--precision", "64")
+    ck = checkpoint(tmp_path / "r")
+    first = next(k for k in ck["state_dict"] if k.endswith("weight"))
+    assert ck["state_dict"][first].dtype == torch.float64 and ck["current_model_state"][first].dtype == torch.float64
+    assert not torch.equal(ck["state_dict"][first], ck["current_model_state"][first])
+
+
 def test_a_decay_of_1_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     # every field's generated values: tests/test_options.py; this is the flag's own message
     code = main(["train", *COMMON, "--epochs", "1", "--weight-ema", "1", "--out", str(tmp_path / "r")])

@@ -277,6 +277,10 @@ def _init_source(opts: dict[str, Any], sha256: str | None = None) -> dict[str, A
     if sha256 is not None and digest != sha256:
         raise ConfigError(f"{weights} changed since this run started from it (sha256 {digest[:12]} against "
                           f"{sha256[:12]} in {CONFIG}); train the run again", param="init_from")
+    if config.get("stages"):  # e.g. vq-vae's prior, fitted to the codes these weights make: a new run changes them
+        raise ConfigError(f"{src} has a trained second stage ({', '.join(config['stages'])}) that a new run would "
+                          "leave stale; start from a run without one (train the stage again afterwards)",
+                          param="init_from")
     if "model" in opts and opts["model"] != config["model"]["name"]:
         raise ConfigError(f"{src} is a {config['model']['name']!r} run; --init-from keeps its model: leave out "
                           f"--model or give {config['model']['name']}", param="model")

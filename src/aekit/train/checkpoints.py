@@ -334,12 +334,19 @@ class WeightEMA(WeightAveraging):
     are the average; the raw weights travel in the checkpoint for resuming (Lightning's ``WeightAveraging``).
 
     The average is updated once per Lightning step, which here is a group of batches (loader.Grouped): it moves by
-    ``1 - decay**n`` for the ``n`` optimizer steps since its last update, so ``decay`` means the same per step
-    whatever the grouping. Integer buffers (batch norm's step counts) are copied, not averaged."""
+    ``1 - decay**n`` for the ``n`` training batches of the group, so ``decay`` is per batch whatever the grouping
+    and however many optimizers a family steps per batch (vae-gan steps three). Integer buffers (batch norm's step
+    counts) are copied, not averaged. Lightning copies the model in ``setup``, before the strategy moves it to its
+    device and precision (``--precision 64``, a GPU): ``on_fit_start`` brings the copy along."""
 
     def __init__(self, decay: float) -> None:
         super().__init__(multi_avg_fn=self._move)
         self.decay, self.steps = decay, 1
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        average = self._average_model.module
+        for a, c in zip([*average.parameters(), *average.buffers()], [*pl_module.parameters(), *pl_module.buffers()]):
+            a.data = a.data.to(device=c.device, dtype=c.dtype)
 
     @torch.no_grad()
     def _move(self, averaged: list, current: list, _n) -> None:
@@ -349,5 +356,5 @@ class WeightEMA(WeightAveraging):
             torch._foreach_copy_(averaged, current)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.steps = max(1, trainer.global_step - self._latest_update_step)
+        self.steps = len(batch) if isinstance(batch, list) else 1  # a group of (x, y) batches, or one batch
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

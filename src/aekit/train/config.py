@@ -44,8 +44,9 @@ class TrainConfig:
     accelerator: str = opt("auto", "where to train", choices=ACCELERATORS)
     binarize: str = opt("none", "Bernoulli-binarise the data: resample every batch (dynamic) or once, seeded (static)",
                         choices=BINARIZE)
-    weight_ema: float = opt(0.0, "keep an exponential moving average of the weights, with this decay per optimizer step "
-                          "(e.g. 0.999): validation, checkpoints and the saved model use the average (not vq-vae's codebook --ema-decay); 0: off")
+    weight_ema: float = opt(0.0, "keep an exponential moving average of the weights, with this decay per training batch "
+                          "(e.g. 0.999): validation, checkpoints and the saved model use the average (not vq-vae's codebook --ema-decay); 0: off",
+                            metavar="DECAY")
     on_nan: str = opt("stop", "a NaN/infinite loss: stop with a message (keeping the last good checkpoint), or skip "
                               "the batch (counted in metrics.csv)", choices=("stop", "skip"))
     checkpoint_every: int = opt(0, "also save the resume checkpoint (checkpoints/last.ckpt) every N batches, "
@@ -86,6 +87,9 @@ class TrainConfig:
             raise ConfigError(f"max_minutes must be >= 0, got {self.max_minutes}", param="max_minutes")
         if not 0 <= self.weight_ema < 1:  # NaN too
             raise ConfigError(f"weight_ema must be in [0, 1), got {self.weight_ema}", param="weight_ema")
+        if self.weight_ema and self.strategy == "fsdp":  # Lightning's weight averaging does not support sharded models
+            raise ConfigError("weight_ema needs the whole model in each process; it does not work with strategy fsdp",
+                              param="weight_ema")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}", param="checkpoint_every")
         if not self.checkpoint_minutes >= 0:

@@ -84,11 +84,12 @@ def _callbacks(run_dir: Path, cfg: TrainConfig, monitor: str | None, n_batches: 
                                  save_on_train_epoch_end=True, enable_version_counter=False)
     # Lightning runs Checkpoint callbacks last, in this order: best.ckpt is decided, then last.ckpt is written
     # (recording the new best) and best.ckpt linked to it
-    cbs = [EpochCSV(), RngState(), StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"), ckpt, points]
-    if cfg.weight_ema:
-        from .checkpoints import WeightEMA
+    from .checkpoints import WeightEMA
 
-        cbs.append(WeightEMA(cfg.weight_ema))
+    # --weight-ema before StopOnSignal: a stop saves last.ckpt in its on_train_batch_end, after the group's update
+    ema = [WeightEMA(cfg.weight_ema)] if cfg.weight_ema else []
+    cbs = [EpochCSV(), RngState(), *ema, StopOnSignal(points, resume_command or f"aekit train --resume --out {run_dir}"),
+           ckpt, points]
     if cfg.patience and monitor is not None:
         cbs.append(EarlyStopping(monitor=monitor, mode="min", patience=cfg.patience, check_on_train_epoch_end=True))
     if cfg.max_minutes:
@@ -183,6 +184,8 @@ def quiet_lightning() -> None:
     # a run saved under --weight-ema and resumed without it: LitAutoencoder.on_load_checkpoint continues from the
     # optimizer's own weights
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*WeightEMA.*")
+    # --weight-ema turned on when resuming a run trained without it: the average starts from the weights resumed
+    warnings.filterwarnings("ignore", message=r".*checkpoint was not created with WeightAveraging.*")
 
 
 def make_trainer(out: Path, cfg: TrainConfig, callbacks: list):
