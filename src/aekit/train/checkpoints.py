@@ -327,7 +327,6 @@ class TimeLimit(Callback):
             self.stopped_epoch = trainer.current_epoch
 
 
-
 class WeightEMA(WeightAveraging):
     """``--weight-ema``: Lightning's weight-averaging callback keeping an exponential moving average of the weights
     (and of batch norm's running statistics). Validation, every checkpoint's ``state_dict`` and so the run's model

@@ -44,9 +44,9 @@ class TrainConfig:
     accelerator: str = opt("auto", "where to train", choices=ACCELERATORS)
     binarize: str = opt("none", "Bernoulli-binarise the data: resample every batch (dynamic) or once, seeded (static)",
                         choices=BINARIZE)
-    weight_ema: float = opt(0.0, "keep an exponential moving average of the weights, with this decay per training batch "
-                          "(e.g. 0.999): validation, checkpoints and the saved model use the average (not vq-vae's codebook --ema-decay); 0: off",
-                            metavar="DECAY")
+    weight_ema: float = opt(0.0, "keep an exponential moving average of the weights, with this decay per training "
+                                 "batch (e.g. 0.999): validation, checkpoints and the saved model use the average "
+                                 "(not vq-vae's codebook --ema-decay); 0: off", metavar="DECAY")
     on_nan: str = opt("stop", "a NaN/infinite loss: stop with a message (keeping the last good checkpoint), or skip "
                               "the batch (counted in metrics.csv)", choices=("stop", "skip"))
     checkpoint_every: int = opt(0, "also save the resume checkpoint (checkpoints/last.ckpt) every N batches, "
